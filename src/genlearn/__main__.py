@@ -1,0 +1,3 @@
+from genlearn.cli import main
+
+main()

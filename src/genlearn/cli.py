@@ -1,0 +1,435 @@
+"""The `genlearn` command line: every verb is a thin call into `genlearn.workflows` and friends.
+
+User errors (GenlearnError) print one line and exit with code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genlearn.errors import ConfigError, GenlearnError
+
+app = typer.Typer(
+    name="genlearn",
+    help="Train, sample, explore and evaluate generative models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+Seed = Annotated[
+    int, typer.Option("--seed", help="Random seed: the same seed gives the same result.")
+]
+Device = Annotated[
+    str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")
+]
+RunPath = Annotated[
+    Path, typer.Argument(help="A run directory, e.g. runs/vae-mnist-20260101-120000.")
+]
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["GENLEARN_DEBUG"] = "1"
+
+
+# ---- data -----------------------------------------------------------------------------------
+@app.command()
+def datasets() -> None:
+    """List every dataset: which are embedded, which are found locally, which can be downloaded."""
+    from genlearn.data import list_datasets
+
+    table = Table(title="genlearn datasets")
+    for column in ("name", "kind", "status", "description"):
+        table.add_column(column)
+    for entry in list_datasets():
+        table.add_row(entry.name, entry.kind, entry.status, entry.description)
+    out.print(table)
+    out.print("Real data is looked for in $GENLEARN_DATA, then the cache, then downloaded.")
+
+
+# ---- training -------------------------------------------------------------------------------
+@app.command(no_args_is_help=True)
+def train(
+    model: Annotated[str, typer.Argument(help="Model family: vae or ae.")],
+    data: Annotated[
+        str,
+        typer.Option("--data", "-d", help="Dataset name (see `genlearn datasets`) or folder:PATH."),
+    ] = "digits",
+    latent_dim: Annotated[int, typer.Option("--latent-dim", help="Size of the latent space.")] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam).")] = 1e-3,
+    lr_schedule: Annotated[
+        str, typer.Option("--lr-schedule", help="cosine or constant.")
+    ] = "cosine",
+    arch: Annotated[str, typer.Option("--arch", help="conv or mlp.")] = "conv",
+    channels: Annotated[
+        str | None, typer.Option("--channels", help="Conv widths per stage, e.g. 32,64.")
+    ] = None,
+    hidden: Annotated[
+        str | None, typer.Option("--hidden", help="MLP hidden sizes, e.g. 512,256.")
+    ] = None,
+    likelihood: Annotated[
+        str | None,
+        typer.Option(
+            "--likelihood", help="bernoulli, gaussian or logistic (default: follows the data)."
+        ),
+    ] = None,
+    binarize: Annotated[
+        bool | None,
+        typer.Option(
+            "--binarize/--no-binarize",
+            help="Bernoulli only: dynamic binarisation (default: on for mnist).",
+        ),
+    ] = None,
+    beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (beta-VAE).")] = 1.0,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="Resize images (digits: 8, 16 or 28).")
+    ] = None,
+    precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
+    grad_clip: Annotated[
+        float, typer.Option("--grad-clip", help="Clip the gradient norm (0: off).")
+    ] = 0.0,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
+    ] = 0,
+    tensorboard: Annotated[
+        bool, typer.Option("--tensorboard", help="Also log to TensorBoard.")
+    ] = False,
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="Where run directories are made.")
+    ] = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this killed or interrupted run.")
+    ] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Train a model; leaves config.json, metrics.jsonl, checkpoints, figures and report.html."""
+    from genlearn.train.engine import TrainConfig
+    from genlearn.workflows import train as train_model
+
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        precision=precision,
+        grad_clip=grad_clip,
+        checkpoint_every_steps=checkpoint_every,
+        tensorboard=tensorboard,
+    )
+    options = dict(
+        latent_dim=latent_dim, arch=arch, likelihood=likelihood, binarize=binarize, beta=beta
+    )
+    if channels:
+        options["conv_channels"] = _int_list(channels, "--channels")
+    if hidden:
+        options["mlp_hidden"] = _int_list(hidden, "--hidden")
+    run = train_model(
+        model,
+        data,
+        image_size=image_size,
+        train_config=config,
+        seed=seed,
+        device=device,
+        runs_dir=runs_dir,
+        resume=resume,
+        **options,
+    )
+    out.print(f"run: {run.path}")
+
+
+@app.command()
+def tour(
+    runs_dir: Annotated[Path, typer.Option("--runs-dir")] = Path("runs"),
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """A guided first run: a VAE and an AE on the built-in digits, their figures and reports."""
+    from genlearn.tour import run_tour
+
+    run_tour(runs_dir=runs_dir, seed=seed, device=device)
+
+
+# ---- exploring a run ------------------------------------------------------------------------
+@app.command(no_args_is_help=True)
+def sample(
+    run: RunPath,
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="PNG to write (default: in the run's figures)."),
+    ] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Decode samples from the prior N(0, I) into an image grid."""
+    import torch
+
+    from genlearn.explore import latent
+    from genlearn.workflows import load_run
+
+    _positive(n, "-n")
+    model, _, loaded = load_run(run, device)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    path = output or loaded.figures_dir / f"samples-seed{seed}-n{n}.png"
+    out.print(latent.prior_samples(model, path, n=n, generator=generator))
+
+
+@app.command()
+def reconstruct(
+    run: RunPath, n: Annotated[int, typer.Option("-n")] = 16, device: Device = "auto"
+) -> None:
+    """Test images over their reconstructions."""
+    from genlearn.explore import latent
+    from genlearn.workflows import load_run, test_images
+
+    model, data, loaded = load_run(run, device)
+    images = test_images(data, next(model.parameters()).device)[:n]
+    out.print(
+        latent.reconstructions(model, images, loaded.figures_dir / "reconstructions.png", n=n)
+    )
+
+
+@app.command("latent-map")
+def latent_map(
+    run: RunPath,
+    grid: Annotated[int, typer.Option("--grid", help="Tiles per side of the decoded grid.")] = 20,
+    device: Device = "auto",
+) -> None:
+    """The test set in latent space, coloured by label, and the decoded latent grid."""
+    from genlearn.explore import latent
+    from genlearn.workflows import load_run, test_images
+
+    _positive(grid, "--grid")
+    model, data, loaded = load_run(run, device)
+    images = test_images(data, next(model.parameters()).device)
+    figures = loaded.figures_dir
+    out.print(
+        latent.latent_scatter(
+            model,
+            images,
+            data.test_labels,
+            figures / "latent_scatter.png",
+            class_names=data.class_names,
+            attribute_names=data.attribute_names,
+        )
+    )
+    out.print(latent.latent_grid(model, figures / "latent_grid.png", n=grid, images=images))
+
+
+@app.command(no_args_is_help=True)
+def interpolate(
+    run: RunPath,
+    start: Annotated[int, typer.Option("--from", help="Index of the first test image.")] = 0,
+    end: Annotated[int, typer.Option("--to", help="Index of the second test image.")] = 1,
+    steps: Annotated[int, typer.Option("--steps", help="Decoded points between them.")] = 10,
+    gif: Annotated[bool, typer.Option("--gif", help="Also write an animated GIF.")] = False,
+    spherical: Annotated[
+        bool, typer.Option("--spherical", help="Slerp instead of a straight line.")
+    ] = False,
+    device: Device = "auto",
+) -> None:
+    """Morph one test image into another by walking the latent space between their codes."""
+    from genlearn.explore import latent
+    from genlearn.workflows import load_run, test_images
+
+    _positive(steps, "--steps")
+    model, data, loaded = load_run(run, device)
+    images = test_images(data, next(model.parameters()).device)
+    for name, index in (("--from", start), ("--to", end)):
+        if not 0 <= index < len(images):
+            raise ConfigError(
+                f"{name} {index} is out of range: the test set has {len(images)} images"
+            )
+    stem = f"interpolation-{start}-{end}"
+    figures = loaded.figures_dir
+    result = latent.interpolate(
+        model,
+        images[start],
+        images[end],
+        figures / f"{stem}.png",
+        steps=steps,
+        gif_path=figures / f"{stem}.gif" if gif else None,
+        spherical=spherical,
+    )
+    for path in result if isinstance(result, (list, tuple)) else [result]:
+        out.print(path)
+
+
+@app.command(no_args_is_help=True)
+def attribute(
+    run: RunPath,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--attribute",
+            "-a",
+            help="Attribute (CelebA: Smiling...), class (digits: 7) or factor (cylinders: height).",
+        ),
+    ],
+    images: Annotated[
+        str, typer.Option("--images", help="Test-image indices to edit, e.g. 0,5,9.")
+    ] = "0,1,2",
+    strengths: Annotated[
+        str, typer.Option("--strengths", help="Multiples of the vector to add.")
+    ] = "-2,-1,0,1,2",
+    device: Device = "auto",
+) -> None:
+    """Attribute arithmetic: z + s * (mean z with the attribute - mean z without it)."""
+    import torch
+
+    from genlearn.explore import latent
+    from genlearn.workflows import load_run, test_images
+
+    model, data, loaded = load_run(run, device)
+    device_ = next(model.parameters()).device
+    if data.train_labels is None:
+        raise ConfigError(f"dataset {data.name} has no labels, so it has no attributes to add")
+    indices = _int_list(images, "--images")
+    amounts = _float_list(strengths, "--strengths")
+    test = test_images(data, device_)
+    for index in indices:
+        if not 0 <= index < len(test):
+            raise ConfigError(
+                f"--images {index} is out of range: the test set has {len(test)} images"
+            )
+    mask = latent.attribute_mask(data.train_labels, data.class_names, data.attribute_names, name)
+    from genlearn.train.engine import as_float_images
+
+    train = as_float_images(data.train_images[:20_000].to(device_))
+    vector = latent.attribute_vector(model, train, mask[:20_000])
+    safe = "".join(c if c.isalnum() else "-" for c in name)
+    path = latent.attribute_figure(
+        model,
+        test[torch.tensor(indices)],
+        vector,
+        amounts,
+        loaded.figures_dir / f"attribute-{safe}.png",
+        row_labels=[f"test #{i}" for i in indices],
+    )
+    out.print(path)
+
+
+# ---- evaluation and reports -----------------------------------------------------------------
+@app.command(no_args_is_help=True)
+def evaluate(
+    run: RunPath,
+    k: Annotated[
+        int, typer.Option("--k", help="Importance samples for the IWAE NLL (0: skip).")
+    ] = 1000,
+    num_images: Annotated[
+        int | None, typer.Option("--num-images", help="Evaluate on the first N test images only.")
+    ] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Test ELBO, reconstruction error and IWAE NLL (nats), with standard errors."""
+    from genlearn.workflows import evaluate_run
+
+    if k < 0:
+        raise ConfigError("--k must be 0 (skip IWAE) or positive")
+    if num_images is not None:
+        _positive(num_images, "--num-images")
+    start = time.perf_counter()
+    results = evaluate_run(run, iwae_k=k, num_images=num_images, seed=seed, device=device)
+    table = Table(title=f"evaluation of {run}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print(f"({time.perf_counter() - start:.1f} s; written to {Path(run) / 'metrics.json'})")
+    print(json.dumps(results))
+
+
+@app.command(no_args_is_help=True)
+def report(
+    runs: Annotated[
+        list[Path], typer.Argument(help="One run, or several to compare side by side.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Comparison report path.")
+    ] = None,
+) -> None:
+    """Write report.html for a run, or a side-by-side comparison of several runs."""
+    from genlearn.report.html import write_comparison_report, write_report
+
+    if len(runs) == 1:
+        out.print(write_report(runs[0]))
+    else:
+        target = output or Path("comparison.html")
+        out.print(write_comparison_report(runs, target))
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{option} takes comma-separated whole numbers, e.g. 0,5,9; got {text!r}"
+        ) from None
+
+
+def _float_list(text: str, option: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{option} takes comma-separated numbers, e.g. -2,-1,0,1,2; got {text!r}"
+        ) from None
+
+
+def _positive(value: int, option: str) -> None:
+    if value < 1:
+        raise ConfigError(f"{option} must be at least 1, got {value}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    debug = "--debug" in sys.argv or os.environ.get("GENLEARN_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:  # usage errors: wrong option, missing argument
+        error.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except GenlearnError as error:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

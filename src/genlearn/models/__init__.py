@@ -1,0 +1,54 @@
+"""Model families, one file each. `FAMILIES` maps a CLI name to how a model is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from genlearn.errors import ConfigError
+from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    config_class: type
+    model_class: type[nn.Module]
+    defaults: dict[str, Any]  # config values this family name fixes (vae vs ae)
+
+
+FAMILIES: dict[str, Family] = {
+    "vae": Family(
+        "vae",
+        "variational autoencoder (Kingma & Welling 2014)",
+        AutoencoderConfig,
+        Autoencoder,
+        {"variational": True},
+    ),
+    "ae": Family(
+        "ae",
+        "plain autoencoder (its latent space has gaps: compare with vae)",
+        AutoencoderConfig,
+        Autoencoder,
+        {"variational": False},
+    ),
+}
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def build_model(family: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from its family name and the `model` section of config.json."""
+    spec = get_family(family)
+    try:
+        model_config = spec.config_class(**{**config, **spec.defaults})
+    except TypeError as error:
+        raise ConfigError(f"config.json does not fit model {family!r}: {error}") from None
+    return spec.model_class(model_config)

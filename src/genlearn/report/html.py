@@ -1,0 +1,638 @@
+"""Self-contained HTML reports of one run, or of several runs side by side.
+
+Every image (PNG and GIF) is embedded as a base64 data URI and the CSS is inline, so a
+report is one file that can be mailed, moved or opened offline: no CDN, no scripts, no
+links into the run folder. All text from configs, metrics and captions is HTML-escaped.
+
+A run directory holds config.json (required), metrics.jsonl and metrics.json (optional),
+figures/ (with captions.json) and gets report.html. Figures are ordered by what they show,
+recognised from their file names: loss curves, samples, reconstructions, latent scatter,
+latent grid, prior gap, interpolation, attributes, then anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from genlearn.errors import RunError
+from genlearn.report.figures import (
+    plot_loss_curves,
+    read_captions,
+    read_metrics_jsonl,
+    write_text_atomic,
+)
+
+LOSS_CURVES = "loss_curves.png"
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+# (section title, file-name fragments): the first matching entry decides a figure's place
+FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
+    ("Training", ("loss",)),
+    ("Samples", ("sample",)),
+    ("Reconstructions", ("recon",)),
+    ("Latent scatter", ("scatter",)),
+    ("Latent grid", ("grid",)),
+    ("Prior gap", ("gap",)),
+    ("Interpolation", ("interp",)),
+    ("Attributes", ("attr", "vector")),
+]
+FAMILY_NAMES = {
+    "vae": "Variational autoencoder",
+    "ae": "Autoencoder",
+    "gan": "GAN",
+    "diffusion": "Diffusion model",
+}
+FAMILY_TEXT = {
+    "vae": (
+        "The encoder outputs a Gaussian q(z|x) over codes and a KL term pulls it towards "
+        "the prior N(0, I) (Kingma & Welling, 2014), so decoding random z ~ N(0, I) should "
+        "give new, plausible images."
+    ),
+    "ae": (
+        "It learns only to reconstruct its input through the bottleneck; nothing organises "
+        "the space between the training codes, so decoding random codes is not expected "
+        "to give plausible images."
+    ),
+}
+# metric name -> (label, which way is better)
+KNOWN_METRICS: dict[str, tuple[str, str]] = {
+    "test_elbo_nats": ("Test ELBO", "higher is better"),
+    "train_elbo_nats": ("Train ELBO", "higher is better"),
+    "iwae_nll_nats": ("Negative log-likelihood, IWAE bound", "lower is better"),
+    "iwae_k": ("IWAE importance samples k", ""),
+    "test_recon_nats": ("Test reconstruction term", "lower is better"),
+    "test_kl_nats": ("Test KL term", ""),
+    "fid": ("FID", "lower is better"),
+    "bits_per_dim": ("Bits per dimension", "lower is better"),
+    "last_test_loss_nats": ("Test loss, last epoch of training", "lower is better"),
+    "last_test_recon_nats": ("Test reconstruction term, last epoch", "lower is better"),
+    "last_test_kl_nats": ("Test KL term, last epoch", ""),
+    "last_test_loss": ("Test loss, last epoch of training", "lower is better"),
+}
+# metric-name suffix -> unit; the first match wins
+UNIT_SUFFIXES: list[tuple[tuple[str, ...], str]] = [
+    (("_per_s", "_per_second"), ""),  # the label says "per second"
+    (("_nats",), "nats/image"),
+    (("_bpd", "bits_per_dim"), "bits/dim"),
+    (("_seconds", "_s"), "s"),
+    (("_pct", "_percent"), "%"),
+]
+
+
+# ---- reading a run ---------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What a report needs from one run directory."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def family(self) -> str:
+        return str(self.config.get("family", "model"))
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_NAMES.get(self.family, self.family.upper())
+
+    @property
+    def dataset(self) -> str:
+        data = self.config.get("data")
+        return str(data.get("name", "unknown data")) if isinstance(data, dict) else "unknown data"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> Run:
+    """Read a run directory, raising RunError with a one-line reason when it is not one."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"run directory {path} does not exist")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise RunError(f"{path} is not a run directory: it has no config.json")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunError(f"cannot read {config_path}: {error}") from error
+    if not isinstance(config, dict):
+        raise RunError(f"{config_path} must hold a JSON object")
+    metrics: dict[str, Any] = {}
+    metrics_path = path / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            loaded = json.loads(metrics_path.read_text(encoding="utf-8"))
+            metrics = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            metrics = {}  # an unreadable metrics file should not stop the report
+    return Run(path, config, metrics)
+
+
+def ensure_loss_curves(run: Run) -> Path | None:
+    """(Re)draw figures/loss_curves.png from metrics.jsonl, which grows while training runs."""
+    if not run.metrics_jsonl.is_file():
+        return None
+    units = "nats/image" if run.family in ("vae", "ae") else None
+    caption = (
+        "Loss during training: train (faint: every logged step; bold: smoothed) and "
+        "test (dots, once per epoch)"
+    )
+    if run.family == "vae":
+        caption += "; the loss is the negative ELBO = reconstruction term + KL term."
+    return plot_loss_curves(
+        run.metrics_jsonl,
+        run.figures_dir / LOSS_CURVES,
+        caption=caption + ("" if caption.endswith(".") else "."),
+        units=units,
+    )
+
+
+def figure_files(figures_dir: Path) -> list[Path]:
+    """The embeddable figures of a folder, in report order."""
+    if not figures_dir.is_dir():
+        return []
+    files = [
+        p
+        for p in figures_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_TYPES
+    ]
+    return sorted(files, key=lambda p: figure_sort_key(p.name))
+
+
+def figure_section(filename: str) -> int:
+    """Index of the first FIGURE_ORDER entry matching the name; len(FIGURE_ORDER) if none."""
+    stem = filename.lower()
+    for i, (_, fragments) in enumerate(FIGURE_ORDER):
+        if any(fragment in stem for fragment in fragments):
+            return i
+    return len(FIGURE_ORDER)
+
+
+def figure_sort_key(filename: str) -> tuple:
+    """Section first, then natural order of the name (step_2 before step_10), PNG before GIF."""
+    stem, suffix = os.path.splitext(filename)
+    natural = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", stem.lower())
+        if part
+    )
+    return figure_section(filename), natural, suffix.lower() != ".png"
+
+
+def figure_title(filename: str) -> str:
+    """A readable title from a file name: "latent_grid.png" -> "Latent grid"."""
+    stem = Path(filename).stem.replace("_", " ").replace("-", " ").strip()
+    title = stem[:1].upper() + stem[1:]
+    return f"{title} (animation)" if filename.lower().endswith(".gif") else title
+
+
+# ---- formatting ------------------------------------------------------------------------------
+def esc(value: Any) -> str:
+    """HTML-escape any value's text (quotes included, so it is safe in attributes too)."""
+    return html.escape(str(value), quote=True)
+
+
+def data_uri(path: Path) -> str:
+    """The file as a base64 data URI, so the report needs nothing beside itself."""
+    mime = IMAGE_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def metric_unit(key: str) -> str:
+    """Units from genlearn's metric-name suffixes (test_elbo_nats -> nats/image)."""
+    lower = key.lower()
+    for suffixes, unit in UNIT_SUFFIXES:
+        if lower.endswith(suffixes):
+            return unit
+    return ""
+
+
+def metric_label(key: str) -> str:
+    """A readable name: known metrics by name, others from the key without its unit suffix."""
+    if key in KNOWN_METRICS:
+        return KNOWN_METRICS[key][0]
+    text = re.sub(r"_per_s(econd)?$", " per second", key)
+    stem = re.sub(r"_(nats|bpd|pct|percent)$", "", text)
+    timed = re.sub(r"_(s|seconds)$", "", stem)
+    text = timed + (" time" if "time" not in timed else "") if timed != stem else stem
+    text = text.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def metric_hint(key: str) -> str:
+    """ "higher is better" / "lower is better" for known metrics, else ""."""
+    return KNOWN_METRICS.get(key, ("", ""))[1]
+
+
+def run_metrics(run: Run) -> dict[str, Any]:
+    """metrics.json, plus the last test loss/recon/KL logged in metrics.jsonl (when not there)."""
+    metrics = dict(run.metrics)
+    rows = read_metrics_jsonl(run.metrics_jsonl) if run.metrics_jsonl.is_file() else []
+    tests = [r for r in rows if r.get("split") == "test"]
+    if not tests:
+        return metrics
+    suffix = "_nats" if run.family in ("vae", "ae") else ""
+    for name in ("loss", "recon", "kl"):
+        value = tests[-1].get(name)
+        key = f"last_test_{name}{suffix}"
+        if _is_number(value) and key not in metrics and not (name == "kl" and run.family == "ae"):
+            metrics[key] = float(value)
+    return metrics
+
+
+def _metric_th(key: str, with_unit: bool) -> str:
+    unit = metric_unit(key) if with_unit else ""
+    hint = metric_hint(key)
+    label = esc(metric_label(key) + (f" ({unit})" if unit else ""))
+    return f"<th>{label}" + (f' <span class="hint">{esc(hint)}</span>' if hint else "") + "</th>"
+
+
+def format_value(value: Any) -> str:
+    """Numbers rounded for reading (large ones with thousands separators); others as JSON."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f"{value:.3e}"
+        if abs(value) >= 100:
+            return f"{value:,.2f}"
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested config -> [("model.latent_dim", 2), ...] in file order."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += flatten(value, f"{name}.")
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> str:
+    cls = ' class="num"' if _is_number(value) else ""
+    return f"<td{cls}>{esc(format_value(value))}</td>"
+
+
+# ---- pieces of a page ------------------------------------------------------------------------
+CSS = """
+:root { --fg: #1c2230; --muted: #5a6374; --line: #e1e5eb; --accent: #2f5f98; --bg: #f4f6f8; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+  font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
+main { max-width: 1200px; margin: 0 auto; padding: 28px 32px 64px; background: #fff;
+  min-height: 100vh; }
+h1 { font-size: 1.75rem; margin: 0 0 4px; line-height: 1.25; }
+h2 { font-size: 1.3rem; margin: 36px 0 10px; padding-bottom: 4px;
+  border-bottom: 2px solid var(--line); }
+h3 { font-size: 1.05rem; margin: 0 0 8px; }
+p { max-width: 80ch; }
+.meta { color: var(--muted); font-size: .9rem; margin: 0 0 18px; }
+.lead { font-size: 1.02rem; }
+nav { font-size: .9rem; color: var(--muted); margin: 8px 0 0; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav a:hover { text-decoration: underline; }
+.columns { display: flex; flex-wrap: wrap; gap: 12px 48px; align-items: flex-start; }
+.columns > div { flex: 1 1 340px; min-width: 0; }
+table { border-collapse: collapse; font-size: .92rem; }
+th, td { padding: 5px 12px 5px 0; border-bottom: 1px solid var(--line); text-align: left;
+  vertical-align: top; }
+th { font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.unit, td.missing, .empty { color: var(--muted); }
+.hint { display: block; font-weight: 400; font-size: .8rem; color: var(--muted); }
+td.key { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: .85rem; color: #374151; }
+tr.group th { padding-top: 14px; color: var(--accent); border-bottom: 1px solid #c9d3e0; }
+figure { margin: 0 0 40px; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
+  border-radius: 4px; }
+figcaption { color: var(--muted); font-size: .92rem; margin-top: 8px; max-width: 85ch; }
+table.compare { width: 100%; table-layout: fixed; }
+table.compare th.run { font-size: 1rem; padding: 8px 12px 8px 0; }
+table.compare th.run small { display: block; font-weight: 400; color: var(--muted); }
+table.compare td { padding: 8px 16px 16px 0; }
+table.compare td img { display: block; max-width: 100%; height: auto;
+  border: 1px solid var(--line); border-radius: 4px; }
+table.compare td .cap { color: var(--muted); font-size: .85rem; margin-top: 6px; }
+tr.capt td { padding-top: 0; }
+tr.figrow th { font-size: 1.05rem; padding-top: 22px; border-bottom: none; }
+.note { background: #f2f6fb; border-left: 4px solid var(--accent); padding: 12px 16px;
+  max-width: none; }
+footer { margin-top: 48px; color: var(--muted); font-size: .8rem; }
+@media print { body { background: #fff; } main { padding: 0; } figure { break-inside: avoid; } }
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"{body}\n<footer>Made by genlearn on "
+        f"{esc(datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}. "
+        "Self-contained: every image is embedded in this file.</footer>\n</main>\n</body>\n"
+        "</html>\n"
+    )
+
+
+def _run_title(run: Run) -> str:
+    return f"{run.family_name} on {run.dataset}: {run.name}"
+
+
+def describe_run(run: Run) -> str:
+    """A short paragraph of plain text: what was trained on what, for how long, how well."""
+    model = run.config.get("model") if isinstance(run.config.get("model"), dict) else {}
+    data = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+    train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
+    what = run.family_name.lower() if run.family in FAMILY_NAMES else f"{run.family} model"
+    article = "an" if what[:1] in "aeiou" else "a"
+    parts = [f"This run trained {article} {what}"]
+    if "latent_dim" in model:
+        parts.append(f" with a {model['latent_dim']}-dimensional latent space")
+    parts.append(f" on {run.dataset}")
+    if "image_size" in data:
+        parts.append(f" ({data['image_size']} px images)")
+    parts.append(".")
+    if run.family in FAMILY_TEXT:
+        parts.append(" " + FAMILY_TEXT[run.family])
+    length = _training_length(train, run.metrics_jsonl)
+    if length:
+        parts.append(f" {length}")
+    if "seed" in run.config:
+        parts.append(f" Seed {run.config['seed']}.")
+    return "".join(parts)
+
+
+def _training_length(train: dict[str, Any], jsonl: Path) -> str:
+    """ "Trained for N epochs (S steps); last test loss L." from metrics.jsonl, else the config."""
+    rows = read_metrics_jsonl(jsonl) if jsonl.is_file() else []
+    if rows:
+        last = rows[-1]
+        text = "Trained for"
+        if _is_number(last.get("epoch")):
+            text += f" {format_value(float(last['epoch']))} epochs"
+        if _is_number(last.get("step")):
+            text += f" ({format_value(int(last['step']))} steps)"
+        tests = [r for r in rows if r.get("split") == "test" and _is_number(r.get("loss"))]
+        if tests:
+            text += f"; last test loss {format_value(float(tests[-1]['loss']))}"
+        return text + "." if text != "Trained for" else ""
+    for key in ("epochs", "steps", "max_steps"):
+        if _is_number(train.get(key)):
+            return f"Configured for {format_value(train[key])} {key.replace('max_', '')}."
+    return ""
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    if not metrics:
+        return '<p class="empty">No evaluation results (metrics.json) for this run.</p>'
+    rows = "".join(
+        f"<tr>{_metric_th(key, False)}{_cell(value)}"
+        f'<td class="unit">{esc(metric_unit(key))}</td></tr>'
+        for key, value in metrics.items()
+    )
+    return (
+        '<table class="metrics"><thead><tr><th>Metric</th><th>Value</th><th>Unit</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _config_table(config: dict[str, Any]) -> str:
+    rows, group = [], None
+    flat = flatten(config)
+    flat = [kv for kv in flat if "." not in kv[0]] + [kv for kv in flat if "." in kv[0]]
+    for key, value in flat:
+        head = key.split(".", 1)[0] if "." in key else ""
+        if head != group and head:
+            rows.append(f'<tr class="group"><th colspan="2">{esc(head)}</th></tr>')
+        group = head
+        short = key.split(".", 1)[1] if head else key
+        rows.append(f'<tr><td class="key">{esc(short)}</td>{_cell(value)}</tr>')
+    return f'<table class="config"><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _figure_html(path: Path, caption: str | None, anchor: str) -> str:
+    title = figure_title(path.name)
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure id="{esc(anchor)}"><h3>{esc(title)}</h3>'
+        f'<img src="{data_uri(path)}" alt="{esc(title)}">{cap}</figure>'
+    )
+
+
+def _anchor(filename: str) -> str:
+    return "fig-" + re.sub(r"[^a-z0-9]+", "-", filename.lower()).strip("-")
+
+
+# ---- the reports -----------------------------------------------------------------------------
+def write_report(
+    run_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write `run_dir/report.html` (or `out_path`): description, config, metrics, figures.
+
+    The loss curves are redrawn from metrics.jsonl first, so the report is current.
+    """
+    run = load_run(run_dir)
+    ensure_loss_curves(run)
+    captions = read_captions(run.figures_dir)
+    figures = figure_files(run.figures_dir)
+    nav = "".join(
+        f'<a href="#{esc(_anchor(p.name))}">{esc(figure_title(p.name))}</a>' for p in figures
+    )
+    body = [
+        f"<header><h1>{esc(_run_title(run))}</h1>",
+        f'<p class="meta">Run folder: {esc(run.path.resolve())}</p></header>',
+        f'<h2>What this run is</h2><p class="lead">{esc(describe_run(run))}</p>',
+        '<div class="columns"><div><h2>Metrics</h2>',
+        _metrics_table(run_metrics(run)),
+        "</div><div><h2>Configuration</h2>",
+        _config_table(run.config),
+        "</div></div>",
+        "<h2>Figures</h2>",
+        f"<nav>{nav}</nav>" if nav else '<p class="empty">No figures yet.</p>',
+    ]
+    body += [_figure_html(p, captions.get(p.name), _anchor(p.name)) for p in figures]
+    out = Path(out_path) if out_path is not None else run.path / "report.html"
+    return write_text_atomic(out, _page(_run_title(run), "\n".join(body)))
+
+
+COMPARISON_AE_VAE = (
+    "Both models compress each image to a code and decode it back, and both reconstruct "
+    "well. They differ in what lies between the codes. The plain autoencoder is trained only "
+    "to reconstruct, so its encoder may put the codes anywhere, at any scale, with empty gaps "
+    "between groups; nothing trains the decoder on those gaps, and nothing ties the codes to "
+    "N(0, I). Drawing z ~ N(0, I) therefore lands in places the decoder has never seen: its "
+    "'samples' are smudges. The VAE's KL term pulls every code distribution towards N(0, I), "
+    "so the codes fill the prior's circles without gaps and each point of the latent space "
+    "decodes to something plausible: the VAE can be sampled. Compare the latent scatter (how "
+    "the codes fill the circles), the latent grid and prior-gap figures (what the space "
+    "between them decodes to) and the prior samples."
+)
+
+
+def write_comparison_report(
+    run_dirs: list[str | os.PathLike[str]] | list[Path], out_path: str | os.PathLike[str]
+) -> Path:
+    """Runs side by side: one column per run, matching figures on the same row."""
+    if not run_dirs:
+        raise RunError("a comparison report needs at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    for run in runs:
+        ensure_loss_curves(run)
+    title = "Comparison: " + " vs ".join(f"{r.family_name} ({r.name})" for r in runs)
+    body = [
+        f"<header><h1>{esc(title)}</h1>",
+        f'<p class="meta">{len(runs)} runs: '
+        f"{esc(', '.join(str(r.path.resolve()) for r in runs))}</p></header>",
+    ]
+    if _is_ae_vs_vae(runs):
+        body.append(
+            "<h2>Why the autoencoder's latent space has gaps and the VAE's does not</h2>"
+            f'<p class="note">{esc(COMPARISON_AE_VAE)}</p>'
+        )
+    body.append("<h2>What each run is</h2>" + _side_by_side_text(runs))
+    body.append("<h2>Metrics</h2>" + _side_by_side_metrics(runs))
+    body.append("<h2>Configuration differences</h2>" + _config_differences(runs))
+    body.append("<h2>Figures</h2>" + _side_by_side_figures(runs))
+    return write_text_atomic(Path(out_path), _page(title, "\n".join(body)))
+
+
+def _is_ae_vs_vae(runs: list[Run]) -> bool:
+    return {r.family for r in runs} == {"ae", "vae"} and len({r.dataset for r in runs}) == 1
+
+
+def _run_header_cells(runs: list[Run]) -> str:
+    return "".join(
+        f'<th class="run">{esc(r.name)}<small>{esc(r.family_name)} · {esc(r.dataset)}</small></th>'
+        for r in runs
+    )
+
+
+def _colgroup(runs: list[Run], label: bool) -> str:
+    first = '<col style="width: 22%">' if label else ""
+    return f"<colgroup>{first}{'<col>' * len(runs)}</colgroup>"
+
+
+def _side_by_side_text(runs: list[Run]) -> str:
+    cells = "".join(f"<td>{esc(describe_run(r))}</td>" for r in runs)
+    return (
+        f'<table class="compare">{_colgroup(runs, False)}<thead><tr>'
+        f"{_run_header_cells(runs)}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
+    )
+
+
+def _side_by_side_metrics(runs: list[Run]) -> str:
+    metrics = [run_metrics(r) for r in runs]
+    keys = list(dict.fromkeys(k for m in metrics for k in m))
+    if not keys:
+        return '<p class="empty">No evaluation results (metrics.json) in these runs.</p>'
+    rows = []
+    for key in keys:
+        cells = "".join(
+            _cell(m[key]) if key in m else '<td class="missing">—</td>' for m in metrics
+        )
+        rows.append(f"<tr>{_metric_th(key, True)}{cells}</tr>")
+    return (
+        f'<table class="compare">{_colgroup(runs, True)}<thead><tr><th>Metric</th>'
+        f"{_run_header_cells(runs)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _config_differences(runs: list[Run]) -> str:
+    flat = [dict(flatten(r.config)) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    missing = object()
+    differing = [
+        k
+        for k in keys
+        if len({json.dumps(f.get(k, missing), default=str, sort_keys=True) for f in flat}) > 1
+    ]
+    if not differing:
+        return '<p class="empty">The runs\' configurations are identical.</p>'
+    rows = "".join(
+        f'<tr><td class="key">{esc(k)}</td>'
+        + "".join(_cell(f[k]) if k in f else '<td class="missing">—</td>' for f in flat)
+        + "</tr>"
+        for k in differing
+    )
+    return (
+        f'<table class="compare">{_colgroup(runs, True)}<thead><tr><th>Setting</th>'
+        f"{_run_header_cells(runs)}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _side_by_side_figures(runs: list[Run]) -> str:
+    per_run = [{p.name: p for p in figure_files(r.figures_dir)} for r in runs]
+    captions = [read_captions(r.figures_dir) for r in runs]
+    names = sorted({n for figures in per_run for n in figures}, key=figure_sort_key)
+    if not names:
+        return '<p class="empty">No figures in these runs.</p>'
+    rows = []
+    for name in names:
+        caps = [
+            c.get(name, "") if name in f else "" for f, c in zip(per_run, captions, strict=True)
+        ]
+        shared = caps[0] if len(set(caps)) == 1 and all(name in f for f in per_run) else ""
+        rows.append(
+            f'<tr class="figrow"><th colspan="{len(runs)}">{esc(figure_title(name))}</th></tr><tr>'
+        )
+        for figures, cap in zip(per_run, caps, strict=True):
+            path = figures.get(name)
+            if path is None:
+                rows.append('<td class="missing">not produced by this run</td>')
+                continue
+            own = f'<div class="cap">{esc(cap)}</div>' if cap and not shared else ""
+            rows.append(
+                f'<td><img src="{data_uri(path)}" alt="{esc(figure_title(name))}">{own}</td>'
+            )
+        rows.append("</tr>")
+        if shared:
+            rows.append(
+                f'<tr class="capt"><td colspan="{len(runs)}"><div class="cap">'
+                f"{esc(shared)}</div></td></tr>"
+            )
+    return (
+        f'<table class="compare figures">{_colgroup(runs, False)}<thead><tr>'
+        f"{_run_header_cells(runs)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )

@@ -1,0 +1,373 @@
+"""The training loop every model family uses, on Hugging Face Accelerate.
+
+The engine does plumbing only: devices, distributed data parallelism and mixed
+precision (Accelerate), batches, the learning-rate schedule, gradient clipping,
+logging, checkpoints and resume. What is learned, and how its loss is computed, is
+the model's business: the engine calls `model(images, generator=g)` and minimises
+the `"loss"` entry of the dict it returns.
+
+Determinism: the batch order of epoch e comes from a generator seeded with
+(seed, e), and the noise of step s (the VAE's epsilon, dynamic binarisation) from one
+seeded with (seed, s). A resumed run therefore replays exactly the steps an
+uninterrupted run would have taken, and ends with the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from genlearn.errors import ConfigError, RunError
+from genlearn.train.runs import (
+    Run,
+    flatten_optimizer_state,
+    load_tensors,
+    save_tensors_atomic,
+    unflatten_optimizer_state,
+)
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"  # "cosine" (to lr_final_fraction * lr) or "constant"
+    lr_final_fraction: float = 0.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # 0: no clipping
+    precision: str = "no"  # "no", "bf16", "fp16"
+    eval_every_epochs: int = 1  # 0: never
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and when interrupted)
+    log_every_steps: int = 50
+    tensorboard: bool = False
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(
+                f"lr schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"
+            )
+        if self.precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(f"precision must be no, bf16 or fp16, got {self.precision!r}")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' prefers cuda, then Apple's mps, then the CPU; naming a missing device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA GPU is visible: use --device cpu"
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was asked for but Apple's MPS is not available")
+    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    return torch.device(name)
+
+
+def make_accelerator(device: str, precision: str) -> Accelerator:
+    chosen = pick_device(device)
+    if precision == "fp16" and chosen.type == "cpu":
+        raise ConfigError("fp16 needs a GPU: use --precision bf16 on a CPU, or no")
+    return Accelerator(cpu=chosen.type == "cpu", mixed_precision=precision)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The noise source of one step, a pure function of (seed, step)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
+    """This process's share of the shuffled indices of epoch `epoch`."""
+    generator = torch.Generator().manual_seed(seed * 7_919 + epoch)
+    return torch.randperm(n, generator=generator)[rank::world]
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up, then constant or cosine decay to lr * lr_final_fraction."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    floor = config.lr * config.lr_final_fraction
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def as_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,C,H,W] -> float [0, 1], channels-last (the fast layout for CPU convolutions)."""
+    images = batch_uint8.float().div_(255.0)
+    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+
+
+class Trainer:
+    """Fits a model to an in-memory image tensor, writing into a run directory."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run: Run,
+        config: TrainConfig,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        show_progress: bool = True,
+    ):
+        config.validate()
+        self.config, self.run, self.seed = config, run, seed
+        self.accelerator = make_accelerator(device, config.precision)
+        self.device = self.accelerator.device
+        torch.manual_seed(seed)  # anything the model draws outside our generators
+        self.model = model.to(self.device, memory_format=torch.channels_last)
+        # the fused kernel updates every parameter in one pass: a large win for small models
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.show_progress = show_progress and self.accelerator.is_main_process
+        self.step = 0
+        self._tensorboard = self._open_tensorboard() if config.tensorboard else None
+
+    # ---- public ----------------------------------------------------------------------------
+    def fit(
+        self,
+        train_images: torch.Tensor,
+        test_images: torch.Tensor | None = None,
+        *,
+        resume: bool = False,
+        on_step: Callable[[int], None] | None = None,
+    ) -> dict[str, float]:
+        """Train for `config.epochs` epochs (continuing from the checkpoint when `resume`).
+
+        Returns the last test metrics (or train metrics when there is no test set).
+        """
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        steps_per_epoch = (len(train_images) // world) // self.config.batch_size
+        if steps_per_epoch == 0:
+            raise ConfigError(
+                f"batch size {self.config.batch_size} is larger than the training set "
+                f"({len(train_images)} images per process): lower --batch-size"
+            )
+        total_steps = steps_per_epoch * self.config.epochs
+        if resume:
+            self.load_checkpoint()
+        train_images = train_images.to(self.device)
+        last: dict[str, float] = {}
+        interrupted = False
+        progress = self._progress()
+        task = progress.add_task("train", total=total_steps, completed=self.step, info="")
+        try:
+            with progress:
+                while self.step < total_steps:
+                    epoch, offset = divmod(self.step, steps_per_epoch)
+                    order = epoch_order(len(train_images), self.seed, epoch, rank, world)
+                    last = self._train_epoch(
+                        train_images,
+                        order,
+                        offset,
+                        steps_per_epoch,
+                        total_steps,
+                        progress,
+                        task,
+                        on_step,
+                    )
+                    epoch_done = self.step // steps_per_epoch
+                    if test_images is not None and self._should_evaluate(epoch_done):
+                        last = self.evaluate_loss(test_images)
+                        self._log({"epoch": float(epoch_done), "split": "test", **last})
+                        self._say_epoch(epoch_done, last)
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            self.save_checkpoint()
+            raise RunError(
+                f"interrupted at step {self.step}; checkpoint saved: continue with "
+                f"--resume {self.run.path}"
+            )
+        return last
+
+    @torch.no_grad()
+    def evaluate_loss(self, images: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+        """Mean of the model's loss entries over `images`, with fixed noise."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        generator = step_generator(self.seed, -1, self.device)
+        totals: dict[str, float] = {}
+        for start in range(0, len(images), batch_size):
+            batch = as_float_images(images[start : start + batch_size].to(self.device))
+            with self.accelerator.autocast():
+                out = model(batch, generator=generator)
+            for key, value in out.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(batch)
+        model.train()
+        return {key: value / len(images) for key, value in totals.items()}
+
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    # ---- one epoch -------------------------------------------------------------------------
+    def _train_epoch(
+        self, images, order, offset, steps_per_epoch, total_steps, progress, task, on_step
+    ) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        count, window_start, window_images = 0, time.perf_counter(), 0
+        batch_size = self.config.batch_size
+        for index in range(offset, steps_per_epoch):
+            lr = learning_rate(self.config, self.step, total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = as_float_images(images[order[index * batch_size : (index + 1) * batch_size]])
+            out = self._train_step(batch)
+            self.step += 1
+            count += 1
+            window_images += len(batch) * self.accelerator.num_processes
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + value
+            if count == self.config.log_every_steps or index == steps_per_epoch - 1:
+                elapsed = time.perf_counter() - window_start
+                means = {key: value / count for key, value in sums.items()}
+                rate = window_images / max(elapsed, 1e-9)
+                epoch = self.step / steps_per_epoch
+                self._log(
+                    {
+                        "epoch": round(epoch, 4),
+                        "split": "train",
+                        **means,
+                        "images_per_s": round(rate, 1),
+                        "lr": lr,
+                    }
+                )
+                info = f"epoch {epoch:5.2f}  loss {means['loss']:8.3f}  {rate:7.0f} img/s"
+                progress.update(task, info=info)
+                sums, count, window_start, window_images = {}, 0, time.perf_counter(), 0
+            progress.update(task, completed=self.step)
+            if (
+                self.config.checkpoint_every_steps
+                and self.step % self.config.checkpoint_every_steps == 0
+            ):
+                self.save_checkpoint()
+            if on_step is not None:
+                on_step(self.step)
+        return {}
+
+    def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        generator = step_generator(self.seed, self.step, self.device)
+        with self.accelerator.autocast():
+            out = self.model(batch, generator=generator)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise RunError(
+                f"the loss became {loss.item()} at step {self.step}: lower --lr "
+                f"(now {self.config.lr}) or use --grad-clip 1.0"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        if self.config.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return {key: float(value.detach()) for key, value in out.items()}
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Weights + optimiser state + step, in one atomically replaced safetensors file."""
+        if not self.accelerator.is_main_process:
+            return
+        model = self.unwrapped_model
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        optimizer_tensors, structure = flatten_optimizer_state(
+            self.optimizer.state_dict(), "optimizer"
+        )
+        tensors.update(optimizer_tensors)
+        save_tensors_atomic(
+            self.run.checkpoint_path, tensors, {"step": self.step, "optimizer": structure}
+        )
+
+    def load_checkpoint(self) -> None:
+        tensors, metadata = load_tensors(self.run.checkpoint_path)
+        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.unwrapped_model.load_state_dict(model_state)
+        except RuntimeError as error:
+            raise RunError(f"checkpoint does not fit this model: {str(error)[:200]}") from None
+        optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
+        self.optimizer.load_state_dict(optimizer_state)
+        self.step = int(metadata["step"])
+        self.run.truncate_log(after_step=self.step)
+
+    def save_weights(self, path) -> None:
+        if self.accelerator.is_main_process:
+            save_tensors_atomic(path, self.unwrapped_model.state_dict(), {"step": self.step})
+
+    # ---- logging ---------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        record = {"step": self.step, **record}
+        self.run.log(record)
+        if self._tensorboard is not None:
+            split = record.get("split", "train")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self._tensorboard.add_scalar(f"{split}/{key}", value, self.step)
+
+    def _say_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.show_progress:
+            parts = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+            console.print(f"epoch {epoch}/{self.config.epochs}  test  {parts}")
+
+    def _should_evaluate(self, epoch_done: int) -> bool:
+        every = self.config.eval_every_epochs
+        return every > 0 and (epoch_done % every == 0 or epoch_done == self.config.epochs)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.show_progress,
+            refresh_per_second=4,
+        )
+
+    def _open_tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "TensorBoard logging needs the tensorboard package: pip install 'genlearn[tensorboard]'"
+            ) from None
+        return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+
+
+def batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive float batches of a uint8 image tensor (for evaluation passes)."""
+    for start in range(0, len(images), batch_size):
+        yield as_float_images(images[start : start + batch_size])

@@ -1,0 +1,217 @@
+"""Run directories: everything a training run leaves behind, and how it is read back.
+
+    runs/<family>-<data>-<timestamp>/
+        config.json               what was trained, on what, how (enough to rebuild the model)
+        metrics.jsonl             one JSON object per logged step / evaluation
+        checkpoint.safetensors    full training state (weights, optimiser, step), written atomically
+        model.safetensors         final weights, for sampling and evaluation
+        metrics.json              evaluation results
+        figures/                  PNGs and GIFs
+        report.html
+
+Checkpoints are safetensors plus JSON metadata: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from genlearn.errors import RunError
+
+CONFIG = "config.json"
+METRICS_LOG = "metrics.jsonl"
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+EVALUATION = "metrics.json"
+FIGURES = "figures"
+
+
+class Run:
+    """A run directory and the files in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, family: str, data_name: str) -> Run:
+        """A new, uniquely named run directory under `root`."""
+        safe_data = "".join(c if c.isalnum() or c in "-_" else "-" for c in data_name).strip("-")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(root) / f"{family}-{safe_data}-{stamp}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        path.mkdir(parents=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """An existing run; a clear error if `path` is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunError(f"run directory {run.path} does not exist: pass a folder under runs/")
+        if not (run.path / CONFIG).is_file():
+            raise RunError(f"{run.path} is not a genlearn run: it has no {CONFIG}")
+        return run
+
+    # ---- paths -----------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_log_path(self) -> Path:
+        return self.path / METRICS_LOG
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / EVALUATION
+
+    @property
+    def figures_dir(self) -> Path:
+        directory = self.path / FIGURES
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    # ---- config and metrics ---------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json_atomic(self.config_path, config)
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise RunError(f"cannot read {self.config_path}: {error}") from None
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record to metrics.jsonl (flushed at once, so a killed run keeps it)."""
+        with self.metrics_log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_log(self) -> list[dict[str, Any]]:
+        if not self.metrics_log_path.exists():
+            return []
+        records = []
+        for line in self.metrics_log_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+        return records
+
+    def truncate_log(self, after_step: int) -> None:
+        """Drop records logged after `after_step`: a resumed run logs those steps again."""
+        kept = [r for r in self.read_log() if r.get("step", 0) <= after_step]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        write_text_atomic(self.metrics_log_path, text)
+
+    def write_evaluation(self, results: dict[str, Any]) -> None:
+        """Merge `results` into metrics.json."""
+        current = self.read_evaluation()
+        current.update(results)
+        write_json_atomic(self.evaluation_path, current)
+
+    def read_evaluation(self) -> dict[str, Any]:
+        if not self.evaluation_path.exists():
+            return {}
+        try:
+            return json.loads(self.evaluation_path.read_text())
+        except json.JSONDecodeError:
+            return {}
+
+
+# ---- atomic files -------------------------------------------------------------------------
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: readers see the old or the new file, never half."""
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_tensors_atomic(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+) -> None:
+    """safetensors file + JSON metadata, written atomically (a kill mid-write loses nothing)."""
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(contiguous, tmp, metadata={"genlearn": json.dumps(metadata or {})})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a file written by `save_tensors_atomic`."""
+    if not path.is_file():
+        raise RunError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = json.loads((f.metadata() or {}).get("genlearn", "{}"))
+        return load_file(str(path)), metadata
+    except (SafetensorError, json.JSONDecodeError, OSError) as error:
+        raise RunError(f"{path} is not a readable safetensors file ({error})") from None
+
+
+# ---- optimiser state as tensors + JSON --------------------------------------------------
+def flatten_optimizer_state(state: dict[str, Any], prefix: str) -> tuple[dict, dict]:
+    """Split an optimiser state_dict into tensors (for safetensors) and JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.state.{param_id}.{key}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer_state(
+    tensors: dict[str, torch.Tensor], structure: dict[str, Any], prefix: str
+) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    start = f"{prefix}.state."
+    for name, value in tensors.items():
+        if name.startswith(start):
+            param_id, key = name[len(start) :].split(".", 1)
+            state.setdefault(int(param_id), {})[key] = value
+    for param_id, values in structure["scalars"].items():
+        state.setdefault(int(param_id), {}).update(values)
+    return {"state": state, "param_groups": structure["param_groups"]}

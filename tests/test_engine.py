@@ -1,0 +1,168 @@
+"""The training engine: schedule, checkpoints written atomically, exact resume, run files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlearn.errors import ConfigError, RunError
+from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlearn.train import runs as runs_module
+from genlearn.train.engine import TrainConfig, Trainer, epoch_order, learning_rate, pick_device
+from genlearn.train.runs import (
+    Run,
+    flatten_optimizer_state,
+    load_tensors,
+    save_tensors_atomic,
+    unflatten_optimizer_state,
+)
+
+
+def tiny_images(n: int = 96) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 1, 8, 8), generator=generator, dtype=torch.uint8)
+
+
+def tiny_model() -> Autoencoder:
+    torch.manual_seed(0)
+    return Autoencoder(AutoencoderConfig(latent_dim=2, image_size=8, conv_channels=[8]))
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine():
+    config = TrainConfig(lr=1.0, warmup_steps=10, lr_final_fraction=0.1)
+    assert learning_rate(config, 0, 110) == pytest.approx(0.1)
+    assert learning_rate(config, 9, 110) == pytest.approx(1.0)
+    assert learning_rate(config, 60, 110) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert learning_rate(config, 110, 110) == pytest.approx(0.1)
+    assert learning_rate(TrainConfig(lr=0.5, lr_schedule="constant"), 77, 100) == 0.5
+
+
+def test_epoch_order_shards_a_permutation_between_processes():
+    shards = [epoch_order(10, seed=3, epoch=1, rank=r, world=2) for r in range(2)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(10))
+    assert not torch.equal(epoch_order(10, 3, 1, 0, 1), epoch_order(10, 3, 2, 0, 1))
+
+
+def test_bad_train_config_is_a_user_error():
+    with pytest.raises(ConfigError):
+        TrainConfig(epochs=0).validate()
+    with pytest.raises(ConfigError):
+        TrainConfig(precision="fp8").validate()
+    with pytest.raises(ConfigError):
+        pick_device("tpu")
+
+
+def test_batch_larger_than_data_is_a_user_error(tmp_path):
+    trainer = Trainer(
+        tiny_model(),
+        Run.create(tmp_path, "vae", "t"),
+        TrainConfig(batch_size=500),
+        device="cpu",
+        show_progress=False,
+    )
+    with pytest.raises(ConfigError, match="batch size"):
+        trainer.fit(tiny_images())
+
+
+def train_run(
+    tmp_path: Path,
+    name: str,
+    *,
+    stop_at: int | None = None,
+    resume: bool = False,
+    run: Run | None = None,
+) -> Trainer:
+    config = TrainConfig(
+        epochs=3, batch_size=16, lr=3e-3, checkpoint_every_steps=4, log_every_steps=2
+    )
+    run = run or Run.create(tmp_path, "vae", name)
+    trainer = Trainer(tiny_model(), run, config, seed=5, device="cpu", show_progress=False)
+
+    def kill(step: int) -> None:  # a crash: no checkpoint is written on the way out
+        if stop_at is not None and step >= stop_at:
+            raise SystemExit("killed")
+
+    with contextlib.suppress(SystemExit):
+        trainer.fit(tiny_images(), tiny_images(32), resume=resume, on_step=kill)
+    return trainer
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    straight = train_run(tmp_path, "straight")
+    killed = train_run(tmp_path, "killed", stop_at=10)  # last checkpoint at step 8
+    assert killed.step == 10
+    resumed = train_run(tmp_path, "unused", resume=True, run=killed.run)
+    assert resumed.step == straight.step == 18
+    for (name, a), (_, b) in zip(
+        straight.unwrapped_model.state_dict().items(),
+        resumed.unwrapped_model.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    # the resumed log has no duplicated steps and matches the uninterrupted one
+    steps = [r["step"] for r in killed.run.read_log() if r["split"] == "train"]
+    assert steps == sorted(set(steps))
+    assert [r["step"] for r in straight.run.read_log()] == [
+        r["step"] for r in killed.run.read_log()
+    ]
+
+
+def test_training_writes_metrics_and_the_loss_falls(tmp_path):
+    trainer = train_run(tmp_path, "log")
+    records = trainer.run.read_log()
+    train_losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert train_losses[-1] < train_losses[0]
+    assert all(
+        "images_per_s" in r and r["images_per_s"] > 0 for r in records if r["split"] == "train"
+    )
+    assert [r["epoch"] for r in records if r["split"] == "test"] == [1.0, 2.0, 3.0]
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.safetensors"
+    save_tensors_atomic(path, {"w": torch.ones(3)}, {"step": 1})
+
+    def broken_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs_module, "save_file", broken_save)
+    with pytest.raises(OSError):
+        save_tensors_atomic(path, {"w": torch.zeros(3)}, {"step": 2})
+    tensors, metadata = load_tensors(path)  # the old checkpoint is intact
+    assert torch.equal(tensors["w"], torch.ones(3)) and metadata == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(b"\x00" * 20)
+    with pytest.raises(RunError, match="not a readable safetensors"):
+        load_tensors(path)
+
+
+def test_optimizer_state_round_trips_through_tensors_and_json():
+    model = tiny_model()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(4, 1, 8, 8))["loss"].backward()
+    optimiser.step()
+    tensors, structure = flatten_optimizer_state(optimiser.state_dict(), "opt")
+    json.dumps(structure)  # the non-tensor part must be JSON
+    restored = unflatten_optimizer_state(tensors, json.loads(json.dumps(structure)), "opt")
+    fresh = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fresh.load_state_dict(restored)
+    for key, state in optimiser.state_dict()["state"].items():
+        for name, value in state.items():
+            assert torch.equal(fresh.state_dict()["state"][key][name], value)
+
+
+def test_open_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        Run.open(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="not a genlearn run"):
+        Run.open(tmp_path / "empty")
