@@ -66,7 +66,9 @@ def save_image(tensor: torch.Tensor, path: Path, nrow: int = 8) -> None:
     grid = torch.zeros(rows * (h + 2) + 2, nrow * (w + 2) + 2)
     for i in range(n):
         r, c = divmod(i, nrow)
-        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = tensor[i, 0]
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = tensor[
+            i, 0
+        ]
     array = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
     Image.fromarray(array).save(path)
 
@@ -136,8 +138,10 @@ def main() -> None:
             train_loss += loss.item()
             optimizer.step()
             if batch_idx % args.log_interval == 0:
-                print(f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)}]"
-                      f"\tLoss: {loss.item() / len(data):.6f}")
+                print(
+                    f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)}]"
+                    f"\tLoss: {loss.item() / len(data):.6f}"
+                )
         print(f"====> Epoch: {epoch} Average loss: {train_loss / len(train_loader.dataset):.4f}")
         model.eval()
         test_loss = 0
@@ -149,7 +153,9 @@ def main() -> None:
                 if i == 0:
                     n = min(data.size(0), 8)
                     comparison = torch.cat([data[:n], recon_batch.view(128, 1, 28, 28)[:n]])
-                    save_image(comparison.cpu(), args.out_dir / f"reconstruction_{epoch}.png", nrow=n)
+                    save_image(
+                        comparison.cpu(), args.out_dir / f"reconstruction_{epoch}.png", nrow=n
+                    )
         test_loss /= len(test_loader.dataset)
         print(f"====> Test set loss: {test_loss:.4f}")
         losses.append(test_loss)

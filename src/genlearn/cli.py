@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -184,16 +183,10 @@ def sample(
     device: Device = "auto",
 ) -> None:
     """Decode samples from the prior N(0, I) into an image grid."""
-    import torch
-
-    from genlearn.explore import latent
-    from genlearn.workflows import load_run
+    from genlearn.workflows import sample_run
 
     _positive(n, "-n")
-    model, _, loaded = load_run(run, device)
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    path = output or loaded.figures_dir / f"samples-seed{seed}-n{n}.png"
-    out.print(latent.prior_samples(model, path, n=n, generator=generator))
+    out.print(sample_run(run, n, seed=seed, output=output, device=device))
 
 
 @app.command()
@@ -201,14 +194,10 @@ def reconstruct(
     run: RunPath, n: Annotated[int, typer.Option("-n")] = 16, device: Device = "auto"
 ) -> None:
     """Test images over their reconstructions."""
-    from genlearn.explore import latent
-    from genlearn.workflows import load_run, test_images
+    from genlearn.workflows import reconstruct_run
 
-    model, data, loaded = load_run(run, device)
-    images = test_images(data, next(model.parameters()).device)[:n]
-    out.print(
-        latent.reconstructions(model, images, loaded.figures_dir / "reconstructions.png", n=n)
-    )
+    _positive(n, "-n")
+    out.print(reconstruct_run(run, n, device=device))
 
 
 @app.command("latent-map")
@@ -218,24 +207,11 @@ def latent_map(
     device: Device = "auto",
 ) -> None:
     """The test set in latent space, coloured by label, and the decoded latent grid."""
-    from genlearn.explore import latent
-    from genlearn.workflows import load_run, test_images
+    from genlearn.workflows import latent_map_run
 
     _positive(grid, "--grid")
-    model, data, loaded = load_run(run, device)
-    images = test_images(data, next(model.parameters()).device)
-    figures = loaded.figures_dir
-    out.print(
-        latent.latent_scatter(
-            model,
-            images,
-            data.test_labels,
-            figures / "latent_scatter.png",
-            class_names=data.class_names,
-            attribute_names=data.attribute_names,
-        )
-    )
-    out.print(latent.latent_grid(model, figures / "latent_grid.png", n=grid, images=images))
+    for path in latent_map_run(run, grid=grid, device=device):
+        out.print(path)
 
 
 @app.command(no_args_is_help=True)
@@ -251,29 +227,12 @@ def interpolate(
     device: Device = "auto",
 ) -> None:
     """Morph one test image into another by walking the latent space between their codes."""
-    from genlearn.explore import latent
-    from genlearn.workflows import load_run, test_images
+    from genlearn.workflows import interpolate_run
 
     _positive(steps, "--steps")
-    model, data, loaded = load_run(run, device)
-    images = test_images(data, next(model.parameters()).device)
-    for name, index in (("--from", start), ("--to", end)):
-        if not 0 <= index < len(images):
-            raise ConfigError(
-                f"{name} {index} is out of range: the test set has {len(images)} images"
-            )
-    stem = f"interpolation-{start}-{end}"
-    figures = loaded.figures_dir
-    result = latent.interpolate(
-        model,
-        images[start],
-        images[end],
-        figures / f"{stem}.png",
-        steps=steps,
-        gif_path=figures / f"{stem}.gif" if gif else None,
-        spherical=spherical,
-    )
-    for path in result if isinstance(result, (list, tuple)) else [result]:
+    for path in interpolate_run(
+        run, start, end, steps=steps, gif=gif, spherical=spherical, device=device
+    ):
         out.print(path)
 
 
@@ -297,41 +256,13 @@ def attribute(
     device: Device = "auto",
 ) -> None:
     """Attribute arithmetic: z + s * (mean z with the attribute - mean z without it)."""
-    import torch
+    from genlearn.workflows import attribute_run
 
-    from genlearn.explore import latent
-    from genlearn.workflows import load_run, test_images
-
-    model, data, loaded = load_run(run, device)
-    device_ = next(model.parameters()).device
-    if data.train_labels is None:
-        raise ConfigError(f"dataset {data.name} has no labels, so it has no attributes to add")
     indices = _int_list(images, "--images")
     amounts = _float_list(strengths, "--strengths")
-    test = test_images(data, device_)
-    for index in indices:
-        if not 0 <= index < len(test):
-            raise ConfigError(
-                f"--images {index} is out of range: the test set has {len(test)} images"
-            )
-    mask = latent.attribute_mask(data.train_labels, data.class_names, data.attribute_names, name)
-    from genlearn.train.engine import as_float_images
-
-    train = as_float_images(data.train_images[:20_000].to(device_))
-    vector = latent.attribute_vector(model, train, mask[:20_000])
-    safe = "".join(c if c.isalnum() else "-" for c in name)
-    path = latent.attribute_figure(
-        model,
-        test[torch.tensor(indices)],
-        vector,
-        amounts,
-        loaded.figures_dir / f"attribute-{safe}.png",
-        row_labels=[f"test #{i}" for i in indices],
-    )
-    out.print(path)
+    out.print(attribute_run(run, name, indices, amounts, device=device))
 
 
-# ---- evaluation and reports -----------------------------------------------------------------
 @app.command(no_args_is_help=True)
 def evaluate(
     run: RunPath,
@@ -407,28 +338,15 @@ def _positive(value: int, option: str) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: user errors become one line and exit code 2 (usage errors too, by Typer)."""
     debug = "--debug" in sys.argv or os.environ.get("GENLEARN_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:  # usage errors: wrong option, missing argument
-        error.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        app()  # standalone: --help, usage errors (exit 2) and Ctrl-C are handled by Typer
     except GenlearnError as error:
         if debug:
             raise
         err.print(f"[bold red]error:[/] {error}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        err.print("interrupted")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

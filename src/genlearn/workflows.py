@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from rich.console import Console
 
 from genlearn import __version__
 from genlearn.data import ImageDataset, get_dataset
 from genlearn.errors import ConfigError, RunError
+from genlearn.explore import latent
 from genlearn.explore.suite import standard_figures
 from genlearn.metrics.likelihood import evaluate_likelihood
 from genlearn.models import build_model, get_family
@@ -29,7 +32,7 @@ from genlearn.train.runs import Run, load_tensors
 
 console = Console(stderr=True)
 
-GREY_DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist")
+GREY_DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist", "cylinders")
 
 
 def load_data(name: str, image_size: int | None = None) -> ImageDataset:
@@ -40,13 +43,9 @@ def load_data(name: str, image_size: int | None = None) -> ImageDataset:
 
 
 def default_likelihood(data: ImageDataset) -> str:
-    """Bernoulli for grey digit-like data (binarised), a discretised logistic for photos."""
-    base = data.name.split(":")[0]
-    return (
-        "bernoulli"
-        if data.channels == 1 and base in GREY_DIGIT_DATASETS + ("cylinders",)
-        else ("logistic")
-    )
+    """Bernoulli for grey digit-like data, a discretised logistic for photos."""
+    grey_digits = data.channels == 1 and data.name.split(":")[0] in GREY_DIGIT_DATASETS
+    return "bernoulli" if grey_digits else "logistic"
 
 
 def model_config_for(family: str, data: ImageDataset, **options: Any) -> dict[str, Any]:
@@ -99,17 +98,19 @@ def train(
         train_config = train_config or TrainConfig()
         train_config.validate()
         dataset = load_data(data, image_size)
-        run = Run.create(runs_dir, family, dataset.name.split(":")[0])
-        config = {
+        config = {  # built before the run directory, so a bad option leaves nothing behind
             "family": family,
             "genlearn_version": __version__,
             "seed": seed,
             "device": device,
-            "data": {"name": data, "image_size": image_size or dataset.image_size},
+            # the dataset's own name: folder paths are absolute, so the run works from anywhere
+            "data": {"name": dataset.name, "image_size": image_size or dataset.image_size},
             "model": model_config_for(family, dataset, **model_options),
             "train": asdict(train_config),
         }
-        run.write_config(config)
+        run = create_shared_run(runs_dir, family, dataset.name.split(":")[0])
+        if PartialState().is_main_process:
+            run.write_config(config)
     model = build_model(family, config["model"])
     trainer = Trainer(
         model, run, train_config, seed=seed, device=device, show_progress=show_progress
@@ -142,6 +143,16 @@ def train(
     return run
 
 
+def create_shared_run(runs_dir: str | Path, family: str, data_name: str) -> Run:
+    """A new run directory, made once by the main process and shared with every process
+    of a distributed launch (`accelerate launch`, `torchrun`)."""
+    state = PartialState()
+    path = [str(Run.create(runs_dir, family, data_name).path) if state.is_main_process else None]
+    if state.num_processes > 1:
+        broadcast_object_list(path)
+    return Run(path[0])
+
+
 class _Stop(Exception):
     """Raised by the stop_after_steps hook: leaves the run as a kill would."""
 
@@ -164,7 +175,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageD
     return model, data, run
 
 
-def test_images(data: ImageDataset, device: torch.device) -> torch.Tensor:
+def float_test_images(data: ImageDataset, device: torch.device) -> torch.Tensor:
     return as_float_images(data.test_images.to(device))
 
 
@@ -174,7 +185,7 @@ def make_figures(run: Run, model: Autoencoder, data: ImageDataset, seed: int = 0
     device = next(model.parameters()).device
     paths = standard_figures(
         model,
-        test_images(data, device),
+        float_test_images(data, device),
         data.test_labels,
         run.figures_dir,
         class_names=data.class_names,
@@ -209,3 +220,118 @@ def evaluate_run(
     run.write_evaluation(results)
     write_report(run.path)
     return results
+
+
+# ---- the exploring verbs, one function each (the CLI calls these) ----------------------------
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_index(index: int, count: int, option: str) -> None:
+    if not 0 <= index < count:
+        raise ConfigError(f"{option} {index} is out of range: the test set has {count} images")
+
+
+def sample_run(
+    path: str | Path,
+    n: int = 64,
+    *,
+    seed: int = 0,
+    output: Path | None = None,
+    device: str = "auto",
+) -> Path:
+    """A grid of n decodes of z ~ N(0, I)."""
+    model, _, run = load_run(path, device)
+    generator = torch.Generator(device=_model_device(model)).manual_seed(seed)
+    target = output or run.figures_dir / f"samples-seed{seed}-n{n}.png"
+    return latent.prior_samples(model, target, n=n, generator=generator)
+
+
+def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> Path:
+    """The first n test images over their reconstructions."""
+    model, data, run = load_run(path, device)
+    images = float_test_images(data, _model_device(model))[:n]
+    return latent.reconstructions(model, images, run.figures_dir / "reconstructions.png", n=n)
+
+
+def latent_map_run(path: str | Path, *, grid: int = 20, device: str = "auto") -> list[Path]:
+    """The test set in latent space coloured by label, and the decoded latent grid."""
+    model, data, run = load_run(path, device)
+    images = float_test_images(data, _model_device(model))
+    scatter = latent.latent_scatter(
+        model,
+        images,
+        data.test_labels,
+        run.figures_dir / "latent_scatter.png",
+        class_names=data.class_names,
+        attribute_names=data.attribute_names,
+    )
+    return [
+        scatter,
+        latent.latent_grid(model, run.figures_dir / "latent_grid.png", n=grid, images=images),
+    ]
+
+
+def interpolate_run(
+    path: str | Path,
+    start: int,
+    end: int,
+    *,
+    steps: int = 10,
+    gif: bool = False,
+    spherical: bool = False,
+    device: str = "auto",
+) -> list[Path]:
+    """Morph test image `start` into test image `end` through the latent space."""
+    model, data, run = load_run(path, device)
+    images = float_test_images(data, _model_device(model))
+    _check_index(start, len(images), "--from")
+    _check_index(end, len(images), "--to")
+    stem = run.figures_dir / f"interpolation-{start}-{end}"
+    gif_path = stem.with_suffix(".gif") if gif else None
+    strip = latent.interpolate(
+        model,
+        images[start],
+        images[end],
+        stem.with_suffix(".png"),
+        steps=steps,
+        gif_path=gif_path,
+        spherical=spherical,
+    )
+    return [strip] + ([gif_path] if gif_path else [])
+
+
+def attribute_run(
+    path: str | Path,
+    attribute: str,
+    indices: list[int],
+    strengths: list[float],
+    *,
+    device: str = "auto",
+    max_images: int = 20_000,
+) -> Path:
+    """Add s * (mean z with the attribute - mean z without it) to chosen test images.
+
+    The vector is measured on (up to `max_images`) training images and their labels.
+    """
+    model, data, run = load_run(path, device)
+    if data.train_labels is None:
+        raise ConfigError(f"dataset {data.name} has no labels, so it has no attributes to add")
+    device_ = _model_device(model)
+    test = float_test_images(data, device_)
+    for index in indices:
+        _check_index(index, len(test), "--images")
+    labels = data.train_labels[:max_images]
+    mask = latent.attribute_mask(labels, data.class_names, data.attribute_names, attribute)
+    train_images = as_float_images(data.train_images[:max_images].to(device_))
+    vector = latent.attribute_vector(model, train_images, mask)
+    slug = "".join(c if c.isalnum() else "-" for c in attribute)
+    return latent.attribute_figure(
+        model,
+        test[torch.tensor(indices)],
+        vector,
+        strengths,
+        run.figures_dir / f"attribute-{slug}.png",
+        row_labels=[f"test #{i}" for i in indices],
+        attribute_name=attribute,
+    )

@@ -40,15 +40,14 @@ from torch import nn
 
 from genlearn.errors import ConfigError
 from genlearn.report.figures import (
-    as_float_images,
     auto_scale,
     figure_style,
     make_grid,
-    record_caption,
     save_figure,
     save_gif,
     save_image_grid,
     save_labelled_grid,
+    to_display_images,
     to_uint8_hwc,
 )
 
@@ -155,11 +154,9 @@ def _ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def _record(path: Path, caption: str | None, default: str) -> None:
-    if caption is None:
-        caption = default
-    if caption:
-        record_caption(path.parent, path.name, caption)
+def _caption(caption: str | None, default: str) -> str:
+    """The caption a figure records: `default` unless one was given ("" records none)."""
+    return default if caption is None else caption
 
 
 # ---- 2-D views of the codes ------------------------------------------------------------------
@@ -278,6 +275,21 @@ def normalise_name(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
+def index_of_name(names: Sequence[str], name: str) -> int | None:
+    """Where `name` is in `names`, compared by `normalise_name`; None if it is not there."""
+    wanted = normalise_name(name)
+    return next((i for i, known in enumerate(names) if normalise_name(known) == wanted), None)
+
+
+def _attribute_index(attribute_names: Sequence[str], attribute: str) -> int:
+    index = index_of_name(attribute_names, attribute)
+    if index is None:
+        raise ConfigError(
+            f"unknown attribute {attribute!r}; valid attributes: {', '.join(attribute_names)}"
+        )
+    return index
+
+
 def _is_binary(column: torch.Tensor) -> bool:
     return bool(((column == 0) | (column == 1)).all())
 
@@ -300,24 +312,16 @@ def attribute_mask(
         return labels == _class_index(attribute, class_names)
     if attribute_names is None:
         raise ConfigError("attribute labels need attribute_names to be selected by name")
-    wanted = normalise_name(attribute)
-    matches = [j for j, name in enumerate(attribute_names) if normalise_name(name) == wanted]
-    if not matches:
-        raise ConfigError(
-            f"unknown attribute {attribute!r}; valid attributes: {', '.join(attribute_names)}"
-        )
-    column = labels[:, matches[0]].float()
+    column = labels[:, _attribute_index(attribute_names, attribute)].float()
     if _is_binary(column):
         return column > 0.5
     return column > column.median()
 
 
 def _class_index(attribute: str, class_names: Sequence[str] | None) -> int:
-    if class_names is not None:
-        wanted = normalise_name(attribute)
-        for i, name in enumerate(class_names):
-            if normalise_name(name) == wanted:
-                return i
+    index = index_of_name(class_names, attribute) if class_names is not None else None
+    if index is not None:
+        return index
     count = len(class_names) if class_names is not None else None
     if attribute.strip().isdigit() and (count is None or int(attribute) < count):
         return int(attribute)
@@ -351,15 +355,7 @@ def _colouring(
         if attribute_names
         else [f"attribute {j}" for j in range(labels.shape[1])]
     )
-    j = 0
-    if attribute is not None:
-        wanted = normalise_name(attribute)
-        found = [i for i, name in enumerate(names) if normalise_name(name) == wanted]
-        if not found:
-            raise ConfigError(
-                f"unknown attribute {attribute!r}; valid attributes: {', '.join(names)}"
-            )
-        j = found[0]
+    j = _attribute_index(names, attribute) if attribute is not None else 0
     column = labels[:, j].float()
     if _is_binary(column):
         return _Colouring("binary", (column > 0.5).numpy(), [f"not {names[j]}", names[j]], names[j])
@@ -422,7 +418,7 @@ def reconstructions(
 
     More than `per_row` images wrap into further input/output row pairs.
     """
-    originals = as_float_images(_batch_of_images(images)[:n])
+    originals = to_display_images(_batch_of_images(images)[:n])
     recon = decode_all(model, encode_all(model, originals))
     n, per_row = len(originals), min(per_row, len(originals))
     pairs = math.ceil(n / per_row)
@@ -434,22 +430,18 @@ def reconstructions(
             row = source[chunk]
             rows.append(torch.cat([row, blank.expand(per_row - len(row), *row.shape[1:])]))
             labels.append(label)
-    path = Path(path)
-    save_labelled_grid(
+    return save_labelled_grid(
         torch.stack(rows),
         path,
         row_labels=labels,
         title=f"{_title_kind(model)} reconstructions",
-        caption="",
+        caption=_caption(
+            caption,
+            f"Reconstructions: {n} test images (input rows) and the decodes of "
+            f"their codes (output rows). Blur here is what the {_kind(model)} cannot encode "
+            f"in {model.latent_dim} dimensions.",
+        ),
     )
-    _record(
-        path,
-        caption,
-        f"Reconstructions: {n} test images (input rows) and the decodes of "
-        f"their codes (output rows). Blur here is what the {_kind(model)} cannot encode "
-        f"in {model.latent_dim} dimensions.",
-    )
-    return path
 
 
 def prior_samples(
@@ -462,15 +454,13 @@ def prior_samples(
     """Decode n codes z ~ N(0, I): the model's samples (and, for an AE, its gaps)."""
     with evaluating(model):
         images = model.sample(n, generator=generator).float().cpu()
-    path = save_image_grid(images, path)
-    kind = _kind(model)
     note = (
         "a VAE is trained so that these look like the data"
-        if kind == "VAE"
+        if _kind(model) == "VAE"
         else "a plain autoencoder never sees these codes in training, so expect smudges"
     )
-    _record(path, caption, f"Prior samples: {n} decodes of z ~ N(0, I) ({note}).")
-    return path
+    default = f"Prior samples: {n} decodes of z ~ N(0, I) ({note})."
+    return save_image_grid(images, path, caption=_caption(caption, default))
 
 
 # ---- latent scatter --------------------------------------------------------------------------
@@ -525,17 +515,13 @@ def latent_scatter(
             + ("\ndashed: N(0, I) at 1σ and 2σ" if centre is not None else "")
         )
         ax.grid(True, alpha=0.25)
-        path = save_figure(fig, path)
-    what = f" coloured by {colouring.title}" if colouring.kind != "none" else ""
-    _record(
-        path,
-        caption,
-        f"Latent scatter: {how} of {len(xy):,} test images{what}. Dashed "
-        "circles: where 39% and 86% of N(0, I) samples fall."
-        if centre is not None
-        else f"Latent scatter: {how} of {len(xy):,} test images{what}.",
-    )
-    return path
+        what = f" coloured by {colouring.title}" if colouring.kind != "none" else ""
+        default = f"Latent scatter: {how} of {len(xy):,} test images{what}." + (
+            " Dashed circles: where 39% and 86% of N(0, I) samples fall."
+            if centre is not None
+            else ""
+        )
+        return save_figure(fig, path, _caption(caption, default))
 
 
 def _tsne(codes: torch.Tensor) -> np.ndarray:
@@ -624,8 +610,7 @@ def latent_grid(
     rows, cols, d = grid.codes.shape
     decoded = decode_all(model, grid.codes.reshape(-1, d)).reshape(rows, cols, *model.image_shape)
     every = max(1, round(cols / 5))
-    path = Path(path)
-    save_labelled_grid(
+    return save_labelled_grid(
         decoded,
         path,
         col_labels=[f"{v:.2g}" for v in grid.xs.tolist()],
@@ -636,16 +621,13 @@ def latent_grid(
         padding=1,
         col_label_every=every,
         row_label_every=every,
-        caption="",
+        caption=_caption(
+            caption,
+            f"Latent grid: {grid.description}. Smooth change from tile to tile "
+            "means nearby codes decode to similar images; blank or smudged regions are gaps "
+            "the decoder never learned.",
+        ),
     )
-    _record(
-        path,
-        caption,
-        f"Latent grid: {grid.description}. Smooth change from tile to tile "
-        "means nearby codes decode to similar images; blank or smudged regions are gaps the "
-        "decoder never learned.",
-    )
-    return path
 
 
 # ---- interpolation ---------------------------------------------------------------------------
@@ -700,36 +682,37 @@ def interpolate(
     to `gif_path`; the PNG's path is returned).
     """
     frames = interpolation_frames(model, image_a, image_b, steps, spherical)
-    a = as_float_images(_batch_of_images(image_a)[:1])
-    b = as_float_images(_batch_of_images(image_b)[:1])
+    a = to_display_images(_batch_of_images(image_a)[:1])
+    b = to_display_images(_batch_of_images(image_b)[:1])
     strip = torch.cat([a, frames, b]).unsqueeze(0)
     t_labels = [f"{t:.2f}".rstrip("0").rstrip(".") for t in torch.linspace(0, 1, steps).tolist()]
     how = "spherical (slerp)" if spherical else "linear"
-    path = Path(path)
     formula = "slerp(z_A, z_B; t)" if spherical else "(1 - t) z_A + t z_B"
-    save_labelled_grid(
+    path = save_labelled_grid(
         strip,
         path,
         col_labels=["A", *t_labels, "B"],
         title=f"{_title_kind(model)}: {how} interpolation between A and B",
         note=f"A, B: the original images; between them, decodes of z(t) = {formula}, t = 0 to 1",
         col_label_every=max(1, round((steps + 2) / 12)),
-        caption="",
-    )
-    _record(
-        path,
-        caption,
-        f"Interpolation: originals A and B at the ends; between them, "
-        f"{steps} decodes along the {how} path from A's code to B's.",
+        caption=_caption(
+            caption,
+            f"Interpolation: originals A and B at the ends; between them, "
+            f"{steps} decodes along the {how} path from A's code to B's.",
+        ),
     )
     if gif_path is not None:
         gif_frames = interpolation_frames(model, image_a, image_b, gif_steps, spherical)
-        scale = auto_scale(max(gif_frames.shape[-2:]), GIF_MIN_PX)
-        gif_path = save_gif(list(gif_frames), gif_path, duration_ms=80, bounce=True, scale=scale)
-        _record(
+        save_gif(
+            list(gif_frames),
             gif_path,
-            caption,
-            f"Interpolation as an animation: A -> B -> A along the {how} path in latent space.",
+            duration_ms=80,
+            bounce=True,
+            scale=auto_scale(max(gif_frames.shape[-2:]), GIF_MIN_PX),
+            caption=_caption(
+                caption,
+                f"Interpolation as an animation: A -> B -> A along the {how} path in latent space.",
+            ),
         )
     return path
 
@@ -777,7 +760,7 @@ def attribute_figure(
 
     s = 0 is the plain reconstruction, so each row reads as "less <-> more of the attribute".
     """
-    images = as_float_images(_batch_of_images(images))
+    images = to_display_images(_batch_of_images(images))
     codes = encode_all(model, images)
     strengths = [float(s) for s in strengths]
     shifted = codes[:, None, :] + torch.tensor(strengths)[None, :, None] * vector.cpu().float()
@@ -786,24 +769,20 @@ def attribute_figure(
     )
     grid = torch.cat([images[:, None], decoded], dim=1)
     name = f"'{attribute_name}'" if attribute_name else "the attribute"
-    path = Path(path)
-    save_labelled_grid(
+    return save_labelled_grid(
         grid,
         path,
         row_labels=row_labels,
         col_labels=["input", *map(_strength_label, strengths)],
         title=f"{_title_kind(model)}: adding s × the {name} vector",
         xlabel="strength s",
-        caption="",
+        caption=_caption(
+            caption,
+            f"Latent arithmetic: each row is an input image, then the decodes of "
+            f"its code plus s times the {name} vector (mean code with it minus mean code "
+            "without it); s = 0 is the reconstruction.",
+        ),
     )
-    _record(
-        path,
-        caption,
-        f"Latent arithmetic: each row is an input image, then the decodes of "
-        f"its code plus s times the {name} vector (mean code with it minus mean code "
-        "without it); s = 0 is the reconstruction.",
-    )
-    return path
 
 
 # ---- the prior gap ---------------------------------------------------------------------------
@@ -899,19 +878,16 @@ def prior_gap_figure(
         right.set_title(f"What they decode to ({n_samples} samples)")
         fig.suptitle(f"{_title_kind(model)} (d = {d}): the data's codes vs the prior N(0, I)")
         fig.tight_layout()
-        path = save_figure(fig, path)
-    what = (
-        "draws z ~ q(z|x) for the test images"
-        if _kind(model) == "VAE"
-        else ("the codes of the test images")
-    )
-    _record(
-        path,
-        caption,
-        f"The prior gap: left, {what} (dots) and "
-        f"{n_samples} draws z ~ N(0, I) (crosses), {empty} of which land in empty space "
-        "(farther from every data code than 95% of codes are from their nearest neighbour)"
-        "; right, what those draws decode to. A VAE's codes cover the prior, so its "
-        "samples look like data; a plain autoencoder's need not.",
-    )
-    return path
+        what = (
+            "draws z ~ q(z|x) for the test images"
+            if _kind(model) == "VAE"
+            else "the codes of the test images"
+        )
+        default = (
+            f"The prior gap: left, {what} (dots) and "
+            f"{n_samples} draws z ~ N(0, I) (crosses), {empty} of which land in empty space "
+            "(farther from every data code than 95% of codes are from their nearest "
+            "neighbour); right, what those draws decode to. A VAE's codes cover the prior, "
+            "so its samples look like data; a plain autoencoder's need not."
+        )
+        return save_figure(fig, path, _caption(caption, default))

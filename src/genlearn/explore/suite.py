@@ -20,10 +20,10 @@ from genlearn.explore.latent import (
     attribute_figure,
     attribute_mask,
     attribute_vector,
+    index_of_name,
     interpolate,
     latent_grid,
     latent_scatter,
-    normalise_name,
     prior_gap_figure,
     prior_samples,
     reconstructions,
@@ -95,7 +95,8 @@ def _attribute(model, images, labels, class_names, attribute_names, name: str, o
     vector = attribute_vector(model, images, mask)
     rows = (~mask).nonzero().flatten()[:6]  # images without it: adding it should show
     known = [*(class_names or []), *(attribute_names or [])]
-    name = next((n for n in known if normalise_name(n) == normalise_name(name)), name)
+    index = index_of_name(known, name)
+    name = known[index] if index is not None else name  # as the dataset spells it
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "attribute"
     return attribute_figure(
         model, images[rows], vector, STRENGTHS, out / f"attribute_{slug}.png", attribute_name=name

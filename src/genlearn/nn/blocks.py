@@ -14,12 +14,15 @@ from genlearn.errors import ConfigError
 
 
 def downsampling_plan(
-    image_size: int, base_channels: int = 32, max_channels: int = 256
+    image_size: int, base_channels: int | None = None, max_channels: int = 256
 ) -> list[int]:
     """Channel widths of the stride-2 stages that take `image_size` down to at most 7 px.
 
     28 -> 14 -> 7 (2 stages), 32 -> 16 -> 8 -> 4 (3), 64 -> ... -> 4 (4), 8 -> 4 (1).
+    Widths double per stage from 16 (images up to 32 px) or 32 (larger), capped at 256.
     """
+    if base_channels is None:  # small images need few filters; CPU time is what it costs
+        base_channels = 16 if image_size <= 32 else 32
     if image_size < 8 or image_size % 2:
         raise ConfigError(
             f"image size {image_size} is not supported: use an even size >= 8 (28, 32, 64)"

@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +24,9 @@ import torch
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from PIL import Image
+
+from genlearn.atomic import atomic_path, write_json_atomic
+from genlearn.train.runs import read_jsonl
 
 CAPTIONS_FILE = "captions.json"
 MIN_TILE_PX = 56  # small images are upscaled until each tile is at least this many pixels
@@ -44,32 +46,6 @@ STYLE = {
 }
 
 
-# ---- atomic writes ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
-
-    The temporary file keeps the suffix so writers that look at it (PIL, matplotlib) still
-    pick the right format. Parent directories are created.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name (not mkstemp, whose 0600 mode would make figures unreadable to others)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 text via a temporary file and a rename."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
 # ---- captions --------------------------------------------------------------------------------
 def read_captions(figures_dir: str | os.PathLike[str]) -> dict[str, str]:
     """The filename -> caption map of a figures folder ({} if absent or unreadable)."""
@@ -85,8 +61,8 @@ def record_caption(figures_dir: str | os.PathLike[str], filename: str, caption: 
     """Remember `caption` for `filename` in `figures_dir/captions.json` (used as figure text)."""
     captions = read_captions(figures_dir)
     captions[filename] = caption
-    text = json.dumps(captions, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return write_text_atomic(Path(figures_dir) / CAPTIONS_FILE, text)
+    path = Path(figures_dir) / CAPTIONS_FILE
+    return write_json_atomic(path, captions, sort_keys=True, ensure_ascii=False)
 
 
 def _maybe_caption(path: Path, caption: str | None) -> None:
@@ -95,8 +71,12 @@ def _maybe_caption(path: Path, caption: str | None) -> None:
 
 
 # ---- image tensors ---------------------------------------------------------------------------
-def as_float_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or float images -> float32 in [0, 1] on the CPU, detached."""
+def to_display_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or float images -> float32 in [0, 1] on the CPU, detached: ready to draw.
+
+    (Training converts batches with `genlearn.train.engine.as_float_images`, which stays on
+    the device.)
+    """
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         return images.float() / 255.0
@@ -121,7 +101,7 @@ def make_grid(
     pixels, including a border; so the width is ncol * W * scale + (ncol + 1) * padding.
     `nrow` defaults to a near-square layout.
     """
-    images = as_float_images(images)
+    images = to_display_images(images)
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -152,7 +132,7 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """A [C, H, W] tensor -> uint8 [H, W, C] numpy array (rounded, not truncated)."""
-    image = as_float_images(image)
+    image = to_display_images(image)
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"an image must be [1|3, H, W], got {tuple(image.shape)}")
     return (image * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -200,7 +180,7 @@ def save_gif(
     scale = auto_scale(int(size)) if scale is None else scale
     pil_frames = []
     for frame in frames:
-        frame = as_float_images(frame)
+        frame = to_display_images(frame)
         if scale > 1:
             frame = frame.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
         pil_frames.append(to_pil(frame))
@@ -266,7 +246,7 @@ def save_labelled_grid(
     `col_label_every`/`row_label_every` thin the labels of dense grids; `note` is a line of
     small grey text under the grid.
     """
-    images = as_float_images(images)
+    images = to_display_images(images)
     rows, cols = images.shape[:2]
     _, h, w = images.shape[2:]
     scale = auto_scale(max(h, w)) if scale is None else scale
@@ -326,22 +306,6 @@ def _label_axis(
 
 
 # ---- loss curves -----------------------------------------------------------------------------
-def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict]:
-    """Rows of a metrics.jsonl file; a truncated last line (run still writing) is skipped."""
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def smooth(values: Sequence[float], window: int | None = None) -> np.ndarray:
     """Centred moving average: a trend that does not lag behind the data (an EMA would).
 
@@ -390,7 +354,7 @@ def plot_loss_curves(
     for a plain autoencoder). The y range ignores the first few percent of training, whose
     huge initial losses would otherwise flatten everything that matters.
     """
-    rows = read_metrics_jsonl(metrics_jsonl_path)
+    rows = read_jsonl(metrics_jsonl_path)
     panels = [k for k in keys if _has_signal(rows, k, required=(k == keys[0]))]
     panels = [k for i, k in enumerate(panels) if i == 0 or not _same_as(rows, k, panels[0])]
     if not panels:

@@ -4,8 +4,8 @@ Every image (PNG and GIF) is embedded as a base64 data URI and the CSS is inline
 report is one file that can be mailed, moved or opened offline: no CDN, no scripts, no
 links into the run folder. All text from configs, metrics and captions is HTML-escaped.
 
-A run directory holds config.json (required), metrics.jsonl and metrics.json (optional),
-figures/ (with captions.json) and gets report.html. Figures are ordered by what they show,
+A run directory (read through `genlearn.train.runs.Run`) holds config.json (required),
+metrics.jsonl and metrics.json (optional), figures/ (with captions.json) and gets report.html. Figures are ordered by what they show,
 recognised from their file names: loss curves, samples, reconstructions, latent scatter,
 latent grid, prior gap, interpolation, attributes, then anything else.
 """
@@ -18,18 +18,14 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from genlearn.atomic import write_text_atomic
 from genlearn.errors import RunError
-from genlearn.report.figures import (
-    plot_loss_curves,
-    read_captions,
-    read_metrics_jsonl,
-    write_text_atomic,
-)
+from genlearn.report.figures import plot_loss_curves, read_captions
+from genlearn.train.runs import Run
 
 LOSS_CURVES = "loss_curves.png"
 IMAGE_TYPES = {
@@ -69,20 +65,43 @@ FAMILY_TEXT = {
         "to give plausible images."
     ),
 }
-# metric name -> (label, which way is better)
-KNOWN_METRICS: dict[str, tuple[str, str]] = {
-    "test_elbo_nats": ("Test ELBO", "higher is better"),
-    "train_elbo_nats": ("Train ELBO", "higher is better"),
-    "iwae_nll_nats": ("Negative log-likelihood, IWAE bound", "lower is better"),
-    "iwae_k": ("IWAE importance samples k", ""),
-    "test_recon_nats": ("Test reconstruction term", "lower is better"),
-    "test_kl_nats": ("Test KL term", ""),
-    "fid": ("FID", "lower is better"),
-    "bits_per_dim": ("Bits per dimension", "lower is better"),
-    "last_test_loss_nats": ("Test loss, last epoch of training", "lower is better"),
-    "last_test_recon_nats": ("Test reconstruction term, last epoch", "lower is better"),
-    "last_test_kl_nats": ("Test KL term, last epoch", ""),
-    "last_test_loss": ("Test loss, last epoch of training", "lower is better"),
+
+
+class MetricInfo(NamedTuple):
+    label: str
+    hint: str = ""  # "higher is better" / "lower is better", or "" where neither applies
+    unit: str | None = None  # None: from the name's suffix (see UNIT_SUFFIXES)
+    stderr: str | None = None  # the key of its standard error; None: `<stem>_stderr`
+
+
+HIGHER, LOWER = "higher is better", "lower is better"
+# what `genlearn evaluate` writes into metrics.json (LikelihoodReport, prefixed "test_"), then
+# what the report derives from metrics.jsonl, then names kept for other families and tools
+KNOWN_METRICS: dict[str, MetricInfo] = {
+    "test_images": MetricInfo("Test set size", unit="images"),
+    "test_elbo_nats": MetricInfo("Test ELBO", HIGHER),
+    "test_elbo_stderr": MetricInfo("Test ELBO, standard error", unit="nats/image"),
+    "test_reconstruction_nats": MetricInfo("Test reconstruction term, -log p(x|z = mu)", LOWER),
+    "test_reconstruction_mse": MetricInfo(
+        "Test reconstruction mean squared error", LOWER, "per pixel"
+    ),
+    "test_iwae_nll_nats": MetricInfo(
+        "Test negative log-likelihood, IWAE bound", LOWER, stderr="test_iwae_stderr"
+    ),
+    "test_iwae_stderr": MetricInfo("Test IWAE bound, standard error", unit="nats/image"),
+    "test_iwae_k": MetricInfo("IWAE importance samples k", unit="samples/image"),
+    "test_binarized": MetricInfo("Test images binarised"),
+    "test_bits_per_dim": MetricInfo("Test negative log-likelihood in bits per dimension", LOWER),
+    "last_test_loss_nats": MetricInfo("Test loss, last epoch of training", LOWER),
+    "last_test_recon_nats": MetricInfo("Test reconstruction term, last epoch", LOWER),
+    "last_test_kl_nats": MetricInfo("Test KL term, last epoch"),
+    "last_test_loss": MetricInfo("Test loss, last epoch of training", LOWER),
+    "train_elbo_nats": MetricInfo("Train ELBO", HIGHER),
+    "test_kl_nats": MetricInfo("Test KL term"),
+    "iwae_nll_nats": MetricInfo("Negative log-likelihood, IWAE bound", LOWER),
+    "iwae_k": MetricInfo("IWAE importance samples k", unit="samples/image"),
+    "fid": MetricInfo("FID", LOWER),
+    "bits_per_dim": MetricInfo("Bits per dimension", LOWER),
 }
 # metric-name suffix -> unit; the first match wins
 UNIT_SUFFIXES: list[tuple[tuple[str, ...], str]] = [
@@ -95,68 +114,14 @@ UNIT_SUFFIXES: list[tuple[tuple[str, ...], str]] = [
 
 
 # ---- reading a run ---------------------------------------------------------------------------
-@dataclass
-class Run:
-    """What a report needs from one run directory."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.path.resolve().name
-
-    @property
-    def family(self) -> str:
-        return str(self.config.get("family", "model"))
-
-    @property
-    def family_name(self) -> str:
-        return FAMILY_NAMES.get(self.family, self.family.upper())
-
-    @property
-    def dataset(self) -> str:
-        data = self.config.get("data")
-        return str(data.get("name", "unknown data")) if isinstance(data, dict) else "unknown data"
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.path / "figures"
-
-    @property
-    def metrics_jsonl(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Read a run directory, raising RunError with a one-line reason when it is not one."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise RunError(f"run directory {path} does not exist")
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise RunError(f"{path} is not a run directory: it has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise RunError(f"cannot read {config_path}: {error}") from error
-    if not isinstance(config, dict):
-        raise RunError(f"{config_path} must hold a JSON object")
-    metrics: dict[str, Any] = {}
-    metrics_path = path / "metrics.json"
-    if metrics_path.is_file():
-        try:
-            loaded = json.loads(metrics_path.read_text(encoding="utf-8"))
-            metrics = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            metrics = {}  # an unreadable metrics file should not stop the report
-    return Run(path, config, metrics)
+def family_name(run: Run) -> str:
+    """ "Variational autoencoder" for a "vae" run; unknown families by their name."""
+    return FAMILY_NAMES.get(run.family, run.family.upper())
 
 
 def ensure_loss_curves(run: Run) -> Path | None:
     """(Re)draw figures/loss_curves.png from metrics.jsonl, which grows while training runs."""
-    if not run.metrics_jsonl.is_file():
+    if not run.metrics_log_path.is_file():
         return None
     units = "nats/image" if run.family in ("vae", "ae") else None
     caption = (
@@ -166,7 +131,7 @@ def ensure_loss_curves(run: Run) -> Path | None:
     if run.family == "vae":
         caption += "; the loss is the negative ELBO = reconstruction term + KL term."
     return plot_loss_curves(
-        run.metrics_jsonl,
+        run.metrics_log_path,
         run.figures_dir / LOSS_CURVES,
         caption=caption + ("" if caption.endswith(".") else "."),
         units=units,
@@ -225,7 +190,11 @@ def data_uri(path: Path) -> str:
 
 
 def metric_unit(key: str) -> str:
-    """Units from genlearn's metric-name suffixes (test_elbo_nats -> nats/image)."""
+    """A known metric's unit, else one from genlearn's name suffixes (test_elbo_nats ->
+    nats/image)."""
+    known = KNOWN_METRICS.get(key)
+    if known is not None and known.unit is not None:
+        return known.unit
     lower = key.lower()
     for suffixes, unit in UNIT_SUFFIXES:
         if lower.endswith(suffixes):
@@ -236,9 +205,9 @@ def metric_unit(key: str) -> str:
 def metric_label(key: str) -> str:
     """A readable name: known metrics by name, others from the key without its unit suffix."""
     if key in KNOWN_METRICS:
-        return KNOWN_METRICS[key][0]
+        return KNOWN_METRICS[key].label
     text = re.sub(r"_per_s(econd)?$", " per second", key)
-    stem = re.sub(r"_(nats|bpd|pct|percent)$", "", text)
+    stem = _without_unit(text)
     timed = re.sub(r"_(s|seconds)$", "", stem)
     text = timed + (" time" if "time" not in timed else "") if timed != stem else stem
     text = text.replace("_", " ")
@@ -247,14 +216,38 @@ def metric_label(key: str) -> str:
 
 def metric_hint(key: str) -> str:
     """ "higher is better" / "lower is better" for known metrics, else ""."""
-    return KNOWN_METRICS.get(key, ("", ""))[1]
+    known = KNOWN_METRICS.get(key)
+    return known.hint if known is not None else ""
+
+
+def _without_unit(key: str) -> str:
+    return re.sub(r"_(nats|bpd|pct|percent)$", "", key)
+
+
+def stderr_key(key: str) -> str:
+    """The key of a metric's standard error: test_elbo_nats -> test_elbo_stderr."""
+    known = KNOWN_METRICS.get(key)
+    if known is not None and known.stderr is not None:
+        return known.stderr
+    return f"{_without_unit(key)}_stderr"
+
+
+def _stderr_of(metrics: dict[str, Any], key: str) -> float | None:
+    """The standard error of a numeric metric, when `metrics` holds one for it."""
+    error = metrics.get(stderr_key(key))
+    return float(error) if _is_number(metrics[key]) and _is_number(error) else None
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[str]:
+    """The keys shown as rows: all but the standard errors shown beside their metric."""
+    beside = {stderr_key(k) for k in metrics if _stderr_of(metrics, k) is not None}
+    return [k for k in metrics if k not in beside]
 
 
 def run_metrics(run: Run) -> dict[str, Any]:
     """metrics.json, plus the last test loss/recon/KL logged in metrics.jsonl (when not there)."""
-    metrics = dict(run.metrics)
-    rows = read_metrics_jsonl(run.metrics_jsonl) if run.metrics_jsonl.is_file() else []
-    tests = [r for r in rows if r.get("split") == "test"]
+    metrics = run.read_evaluation()
+    tests = [r for r in run.read_log() if r.get("split") == "test"]
     if not tests:
         return metrics
     suffix = "_nats" if run.family in ("vae", "ae") else ""
@@ -304,6 +297,17 @@ def flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def format_with_error(value: float, error: float) -> str:
+    """ "93.41 ± 0.25": the error to two significant digits, the value to the same place."""
+    if not (math.isfinite(value) and math.isfinite(error)) or error <= 0:
+        return f"{format_value(float(value))} ± {format_value(float(error))}"
+    decimals = max(0, 1 - math.floor(math.log10(error)))
+    return f"{value:,.{decimals}f} ± {error:,.{decimals}f}"
+
+
+MISSING_CELL = '<td class="missing">—</td>'
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -311,6 +315,16 @@ def _is_number(value: Any) -> bool:
 def _cell(value: Any) -> str:
     cls = ' class="num"' if _is_number(value) else ""
     return f"<td{cls}>{esc(format_value(value))}</td>"
+
+
+def _metric_cell(metrics: dict[str, Any], key: str) -> str:
+    """A metric's value, with its standard error when there is one; a dash when missing."""
+    if key not in metrics:
+        return MISSING_CELL
+    error = _stderr_of(metrics, key)
+    if error is None:
+        return _cell(metrics[key])
+    return f'<td class="num">{esc(format_with_error(metrics[key], error))}</td>'
 
 
 # ---- pieces of a page ------------------------------------------------------------------------
@@ -376,7 +390,7 @@ def _page(title: str, body: str) -> str:
 
 
 def _run_title(run: Run) -> str:
-    return f"{run.family_name} on {run.dataset}: {run.name}"
+    return f"{family_name(run)} on {run.data_name}: {run.name}"
 
 
 def describe_run(run: Run) -> str:
@@ -384,18 +398,18 @@ def describe_run(run: Run) -> str:
     model = run.config.get("model") if isinstance(run.config.get("model"), dict) else {}
     data = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
     train = run.config.get("train") if isinstance(run.config.get("train"), dict) else {}
-    what = run.family_name.lower() if run.family in FAMILY_NAMES else f"{run.family} model"
+    what = family_name(run).lower() if run.family in FAMILY_NAMES else f"{run.family} model"
     article = "an" if what[:1] in "aeiou" else "a"
     parts = [f"This run trained {article} {what}"]
     if "latent_dim" in model:
         parts.append(f" with a {model['latent_dim']}-dimensional latent space")
-    parts.append(f" on {run.dataset}")
+    parts.append(f" on {run.data_name}")
     if "image_size" in data:
         parts.append(f" ({data['image_size']} px images)")
     parts.append(".")
     if run.family in FAMILY_TEXT:
         parts.append(" " + FAMILY_TEXT[run.family])
-    length = _training_length(train, run.metrics_jsonl)
+    length = _training_length(train, run.read_log())
     if length:
         parts.append(f" {length}")
     if "seed" in run.config:
@@ -403,9 +417,8 @@ def describe_run(run: Run) -> str:
     return "".join(parts)
 
 
-def _training_length(train: dict[str, Any], jsonl: Path) -> str:
+def _training_length(train: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """ "Trained for N epochs (S steps); last test loss L." from metrics.jsonl, else the config."""
-    rows = read_metrics_jsonl(jsonl) if jsonl.is_file() else []
     if rows:
         last = rows[-1]
         text = "Trained for"
@@ -427,9 +440,9 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     if not metrics:
         return '<p class="empty">No evaluation results (metrics.json) for this run.</p>'
     rows = "".join(
-        f"<tr>{_metric_th(key, False)}{_cell(value)}"
+        f"<tr>{_metric_th(key, False)}{_metric_cell(metrics, key)}"
         f'<td class="unit">{esc(metric_unit(key))}</td></tr>'
-        for key, value in metrics.items()
+        for key in metric_rows(metrics)
     )
     return (
         '<table class="metrics"><thead><tr><th>Metric</th><th>Value</th><th>Unit</th>'
@@ -473,7 +486,7 @@ def write_report(
 
     The loss curves are redrawn from metrics.jsonl first, so the report is current.
     """
-    run = load_run(run_dir)
+    run = Run.open(run_dir)
     ensure_loss_curves(run)
     captions = read_captions(run.figures_dir)
     figures = figure_files(run.figures_dir)
@@ -517,10 +530,10 @@ def write_comparison_report(
     """Runs side by side: one column per run, matching figures on the same row."""
     if not run_dirs:
         raise RunError("a comparison report needs at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [Run.open(d) for d in run_dirs]
     for run in runs:
         ensure_loss_curves(run)
-    title = "Comparison: " + " vs ".join(f"{r.family_name} ({r.name})" for r in runs)
+    title = "Comparison: " + " vs ".join(f"{family_name(r)} ({r.name})" for r in runs)
     body = [
         f"<header><h1>{esc(title)}</h1>",
         f'<p class="meta">{len(runs)} runs: '
@@ -539,44 +552,41 @@ def write_comparison_report(
 
 
 def _is_ae_vs_vae(runs: list[Run]) -> bool:
-    return {r.family for r in runs} == {"ae", "vae"} and len({r.dataset for r in runs}) == 1
+    return {r.family for r in runs} == {"ae", "vae"} and len({r.data_name for r in runs}) == 1
 
 
 def _run_header_cells(runs: list[Run]) -> str:
     return "".join(
-        f'<th class="run">{esc(r.name)}<small>{esc(r.family_name)} · {esc(r.dataset)}</small></th>'
+        f'<th class="run">{esc(r.name)}<small>{esc(family_name(r))} · {esc(r.data_name)}</small></th>'
         for r in runs
     )
 
 
-def _colgroup(runs: list[Run], label: bool) -> str:
+def _compare_table(runs: list[Run], rows: str, label: str = "", classes: str = "compare") -> str:
+    """A table with one column per run, after a column of row names headed `label` (if any)."""
     first = '<col style="width: 22%">' if label else ""
-    return f"<colgroup>{first}{'<col>' * len(runs)}</colgroup>"
+    head = f"<th>{esc(label)}</th>" if label else ""
+    return (
+        f'<table class="{classes}"><colgroup>{first}{"<col>" * len(runs)}</colgroup><thead><tr>'
+        f"{head}{_run_header_cells(runs)}</tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _side_by_side_text(runs: list[Run]) -> str:
     cells = "".join(f"<td>{esc(describe_run(r))}</td>" for r in runs)
-    return (
-        f'<table class="compare">{_colgroup(runs, False)}<thead><tr>'
-        f"{_run_header_cells(runs)}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
-    )
+    return _compare_table(runs, f"<tr>{cells}</tr>")
 
 
 def _side_by_side_metrics(runs: list[Run]) -> str:
     metrics = [run_metrics(r) for r in runs]
-    keys = list(dict.fromkeys(k for m in metrics for k in m))
+    keys = metric_rows({k: v for m in metrics for k, v in m.items()})
     if not keys:
         return '<p class="empty">No evaluation results (metrics.json) in these runs.</p>'
     rows = []
     for key in keys:
-        cells = "".join(
-            _cell(m[key]) if key in m else '<td class="missing">—</td>' for m in metrics
-        )
+        cells = "".join(_metric_cell(m, key) for m in metrics)
         rows.append(f"<tr>{_metric_th(key, True)}{cells}</tr>")
-    return (
-        f'<table class="compare">{_colgroup(runs, True)}<thead><tr><th>Metric</th>'
-        f"{_run_header_cells(runs)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+    return _compare_table(runs, "".join(rows), label="Metric")
 
 
 def _config_differences(runs: list[Run]) -> str:
@@ -592,14 +602,11 @@ def _config_differences(runs: list[Run]) -> str:
         return '<p class="empty">The runs\' configurations are identical.</p>'
     rows = "".join(
         f'<tr><td class="key">{esc(k)}</td>'
-        + "".join(_cell(f[k]) if k in f else '<td class="missing">—</td>' for f in flat)
+        + "".join(_cell(f[k]) if k in f else MISSING_CELL for f in flat)
         + "</tr>"
         for k in differing
     )
-    return (
-        f'<table class="compare">{_colgroup(runs, True)}<thead><tr><th>Setting</th>'
-        f"{_run_header_cells(runs)}</tr></thead><tbody>{rows}</tbody></table>"
-    )
+    return _compare_table(runs, rows, label="Setting")
 
 
 def _side_by_side_figures(runs: list[Run]) -> str:
@@ -632,7 +639,4 @@ def _side_by_side_figures(runs: list[Run]) -> str:
                 f'<tr class="capt"><td colspan="{len(runs)}"><div class="cap">'
                 f"{esc(shared)}</div></td></tr>"
             )
-    return (
-        f'<table class="compare figures">{_colgroup(runs, False)}<thead><tr>'
-        f"{_run_header_cells(runs)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+    return _compare_table(runs, "".join(rows), classes="compare figures")

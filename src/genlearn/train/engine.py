@@ -94,9 +94,9 @@ def make_accelerator(device: str, precision: str) -> Accelerator:
     return Accelerator(cpu=chosen.type == "cpu", mixed_precision=precision)
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The noise source of one step, a pure function of (seed, step)."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """The noise source of one step on one process, a pure function of (seed, step, rank)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step + rank * 999_983_111)
 
 
 def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
@@ -148,6 +148,7 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.step = 0
+        self.train_seconds = 0.0  # time spent in training steps, across resumes
         self._tensorboard = self._open_tensorboard() if config.tensorboard else None
 
     # ---- public ----------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class Trainer:
                 while self.step < total_steps:
                     epoch, offset = divmod(self.step, steps_per_epoch)
                     order = epoch_order(len(train_images), self.seed, epoch, rank, world)
-                    last = self._train_epoch(
+                    self._train_epoch(
                         train_images,
                         order,
                         offset,
@@ -232,7 +233,7 @@ class Trainer:
     # ---- one epoch -------------------------------------------------------------------------
     def _train_epoch(
         self, images, order, offset, steps_per_epoch, total_steps, progress, task, on_step
-    ) -> dict[str, float]:
+    ) -> None:
         sums: dict[str, float] = {}
         count, window_start, window_images = 0, time.perf_counter(), 0
         batch_size = self.config.batch_size
@@ -252,6 +253,7 @@ class Trainer:
                 means = {key: value / count for key, value in sums.items()}
                 rate = window_images / max(elapsed, 1e-9)
                 epoch = self.step / steps_per_epoch
+                self.train_seconds += elapsed
                 self._log(
                     {
                         "epoch": round(epoch, 4),
@@ -259,6 +261,7 @@ class Trainer:
                         **means,
                         "images_per_s": round(rate, 1),
                         "lr": lr,
+                        "train_seconds": round(self.train_seconds, 2),
                     }
                 )
                 info = f"epoch {epoch:5.2f}  loss {means['loss']:8.3f}  {rate:7.0f} img/s"
@@ -272,10 +275,11 @@ class Trainer:
                 self.save_checkpoint()
             if on_step is not None:
                 on_step(self.step)
-        return {}
 
     def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
-        generator = step_generator(self.seed, self.step, self.device)
+        generator = step_generator(
+            self.seed, self.step, self.device, self.accelerator.process_index
+        )
         with self.accelerator.autocast():
             out = self.model(batch, generator=generator)
         loss = out["loss"]
@@ -303,7 +307,9 @@ class Trainer:
         )
         tensors.update(optimizer_tensors)
         save_tensors_atomic(
-            self.run.checkpoint_path, tensors, {"step": self.step, "optimizer": structure}
+            self.run.checkpoint_path,
+            tensors,
+            {"step": self.step, "train_seconds": self.train_seconds, "optimizer": structure},
         )
 
     def load_checkpoint(self) -> None:
@@ -316,6 +322,7 @@ class Trainer:
         optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
         self.optimizer.load_state_dict(optimizer_state)
         self.step = int(metadata["step"])
+        self.train_seconds = float(metadata.get("train_seconds", 0.0))
         self.run.truncate_log(after_step=self.step)
 
     def save_weights(self, path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from genlearn.atomic import atomic_path, write_json_atomic, write_text_atomic
 from genlearn.errors import RunError
 
 CONFIG = "config.json"
@@ -40,6 +40,7 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._config: dict[str, Any] | None = None
 
     @classmethod
     def create(cls, root: str | Path, family: str, data_name: str) -> Run:
@@ -56,15 +57,20 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
-        """An existing run; a clear error if `path` is not one."""
+        """An existing run; a clear error if `path` is not one (or its config is unreadable)."""
         run = cls(path)
         if not run.path.is_dir():
             raise RunError(f"run directory {run.path} does not exist: pass a folder under runs/")
-        if not (run.path / CONFIG).is_file():
+        if not run.config_path.is_file():
             raise RunError(f"{run.path} is not a genlearn run: it has no {CONFIG}")
+        run._config = run.read_config()  # a broken config.json fails here, not halfway on
         return run
 
     # ---- paths -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG
@@ -94,12 +100,34 @@ class Run:
     # ---- config and metrics ---------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.config_path, config)
+        self._config = None  # the kept copy is stale now
 
     def read_config(self) -> dict[str, Any]:
         try:
-            return json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            config = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
             raise RunError(f"cannot read {self.config_path}: {error}") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path} must hold a JSON object")
+        return config
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """config.json, read once and kept (`read_config` reads it afresh)."""
+        if self._config is None:
+            self._config = self.read_config()
+        return self._config
+
+    @property
+    def family(self) -> str:
+        """The model family ("vae", "ae", ...) from config.json; "model" when it does not say."""
+        return str(self.config.get("family", "model"))
+
+    @property
+    def data_name(self) -> str:
+        """The dataset's name from config.json; "unknown data" when it does not say."""
+        data = self.config.get("data")
+        return str(data.get("name", "unknown data")) if isinstance(data, dict) else "unknown data"
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to metrics.jsonl (flushed at once, so a killed run keeps it)."""
@@ -107,15 +135,8 @@ class Run:
             f.write(json.dumps(record) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
-        if not self.metrics_log_path.exists():
-            return []
-        records = []
-        for line in self.metrics_log_path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        return records
+        """The records of metrics.jsonl ([] before the first one; a cut-short line is skipped)."""
+        return read_jsonl(self.metrics_log_path)
 
     def truncate_log(self, after_step: int) -> None:
         """Drop records logged after `after_step`: a resumed run logs those steps again."""
@@ -130,51 +151,43 @@ class Run:
         write_json_atomic(self.evaluation_path, current)
 
     def read_evaluation(self) -> dict[str, Any]:
-        if not self.evaluation_path.exists():
-            return {}
+        """metrics.json ({} when it is missing or unreadable: it never stops a report)."""
         try:
-            return json.loads(self.evaluation_path.read_text())
-        except json.JSONDecodeError:
+            results = json.loads(self.evaluation_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return {}
+        return results if isinstance(results, dict) else {}
 
 
-# ---- atomic files -------------------------------------------------------------------------
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# ---- files --------------------------------------------------------------------------------
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line ([] if it does not exist).
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename: readers see the old or the new file, never half."""
-    fd, tmp = _atomic_target(path)
+    Blank lines, other JSON values and a last line cut short by a kill (or by a run still
+    writing it) are skipped.
+    """
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def save_tensors_atomic(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
 ) -> None:
     """safetensors file + JSON metadata, written atomically (a kill mid-write loses nothing)."""
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
         save_file(contiguous, tmp, metadata={"genlearn": json.dumps(metadata or {})})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,0 +1,85 @@
+"""The tour, timed: `genlearn tour` start to finish, and are its samples recognisable digits?
+
+"Recognisable" is measured, not eyeballed alone: a classifier trained on the real digits
+(scikit-learn logistic regression on the same 16 px images) labels the VAE's samples, and
+the share it labels confidently (max probability >= 0.8) is compared with the same share
+on the real test digits (the peer) and on noise images of the same brightness (a floor).
+
+    python benchmarks/tour.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from genlearn.data import get_dataset
+from genlearn.tour import TOUR_IMAGE_SIZE
+from genlearn.workflows import load_run
+
+
+def confident_share(classifier: LogisticRegression, images: np.ndarray) -> float:
+    return float((classifier.predict_proba(images).max(axis=1) >= 0.8).mean())
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="genlearn-tour-"))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "genlearn", "tour", "--runs-dir", str(work)],
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(done.stderr[-3000:])
+    runs = {p.name.split("-")[0]: p for p in work.iterdir() if p.is_dir()}
+    train_seconds = {}
+    for family, run in runs.items():
+        log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        train_seconds[family] = [r for r in log if r["split"] == "train"][-1]["train_seconds"]
+
+    data = get_dataset("digits", image_size=TOUR_IMAGE_SIZE)
+    flat = lambda t: t.reshape(len(t), -1).float().numpy() / 255  # noqa: E731
+    classifier = LogisticRegression(max_iter=2000).fit(
+        flat(data.train_images), data.train_labels.numpy()
+    )
+    model, _, _ = load_run(runs["vae"])
+    with torch.no_grad():
+        samples = model.sample(1000, generator=torch.Generator().manual_seed(0))
+    sample_images = samples.reshape(1000, -1).numpy()
+    real = flat(data.test_images)
+    noise = np.random.default_rng(0).permutation(real.ravel()).reshape(real.shape)
+    print(
+        json.dumps(
+            {
+                "benchmark": "tour",
+                "tour_seconds_start_to_finish": round(seconds, 1),
+                "tour_printed": re.findall(r"done in \d+ s", done.stderr)[-1:],
+                "training_seconds": {k: round(v, 1) for k, v in train_seconds.items()},
+                "training_seconds_total": round(sum(train_seconds.values()), 1),
+                "confidently_classified_share": {
+                    "vae_samples": round(confident_share(classifier, sample_images), 3),
+                    "real_test_digits": round(confident_share(classifier, real), 3),
+                    "shuffled_pixel_noise": round(confident_share(classifier, noise), 3),
+                },
+                "test_accuracy_of_the_classifier": round(
+                    float(classifier.score(real, data.test_labels.numpy())), 3
+                ),
+                "runs": {k: str(v) for k, v in runs.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
