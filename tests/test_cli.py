@@ -211,3 +211,38 @@ def test_resume_continues_a_killed_run(tmp_path, monkeypatch, capsys):
     assert code == 0 and (run.path / "model.safetensors").is_file()
     steps = [r["step"] for r in run.read_log() if r["split"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 2 * (1528 // 64)
+
+
+def test_distributed_training_with_two_processes(tmp_path):
+    """torchrun (as `accelerate launch` does) with 2 CPU processes: one run, sharded epochs."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    command = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "genlearn",
+        "train",
+        "vae",
+        "--data",
+        "digits",
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--runs-dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = tmp_path.iterdir()  # one run directory, written by the main process
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # each process takes half of every epoch: 1528 train images / 2 / 64 = 11 steps
+    assert [r["step"] for r in log if r["split"] == "test"] == [11]
+    assert (run / "model.safetensors").is_file() and (run / "report.html").is_file()

@@ -155,7 +155,8 @@ def train(
         resume=resume,
         **options,
     )
-    out.print(f"run: {run.path}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, also under torchrun / accelerate
+        out.print(f"run: {run.path}")
 
 
 @app.command()

@@ -108,14 +108,14 @@ def train(
             "model": model_config_for(family, dataset, **model_options),
             "train": asdict(train_config),
         }
-        run = create_shared_run(runs_dir, family, dataset.name.split(":")[0])
-        if PartialState().is_main_process:
+        run = create_shared_run(runs_dir, family, dataset.name.split(":")[0], device)
+        if PartialState().is_main_process:  # the state made in create_shared_run
             run.write_config(config)
     model = build_model(family, config["model"])
     trainer = Trainer(
         model, run, train_config, seed=seed, device=device, show_progress=show_progress
     )
-    if show_progress:
+    if show_progress and trainer.accelerator.is_main_process:
         console.print(
             f"[bold]{family}[/] on {dataset.name} ({len(dataset.train_images)} images) "
             f"on {trainer.device} -> {run.path}"
@@ -143,10 +143,12 @@ def train(
     return run
 
 
-def create_shared_run(runs_dir: str | Path, family: str, data_name: str) -> Run:
+def create_shared_run(runs_dir: str | Path, family: str, data_name: str, device: str) -> Run:
     """A new run directory, made once by the main process and shared with every process
     of a distributed launch (`accelerate launch`, `torchrun`)."""
-    state = PartialState()
+    # Accelerate's process state is initialised once per process: with the same device
+    # choice the Trainer's Accelerator will make, so both see the same distributed setup
+    state = PartialState(cpu=pick_device(device).type == "cpu")
     path = [str(Run.create(runs_dir, family, data_name).path) if state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(path)
