@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,31 @@ def test_open_missing_run_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="not a genlearn run"):
         Run.open(tmp_path / "empty")
+
+
+def test_bf16_precision_trains_on_cpu(tmp_path):
+    config = TrainConfig(epochs=1, batch_size=16, precision="bf16", log_every_steps=1)
+    trainer = Trainer(
+        tiny_model(), Run.create(tmp_path, "vae", "bf16"), config, device="cpu", show_progress=False
+    )
+    metrics = trainer.fit(tiny_images(), tiny_images(32))
+    assert trainer.step == 6 and all(math.isfinite(v) for v in metrics.values())
+
+
+def test_fp16_on_a_cpu_is_a_user_error(tmp_path):
+    with pytest.raises(ConfigError, match="bf16"):
+        Trainer(
+            tiny_model(),
+            Run.create(tmp_path, "vae", "fp16"),
+            TrainConfig(precision="fp16"),
+            device="cpu",
+            show_progress=False,
+        )
+
+
+def test_tensorboard_logging_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    config = TrainConfig(epochs=1, batch_size=32, tensorboard=True, log_every_steps=1)
+    run = Run.create(tmp_path, "vae", "tb")
+    Trainer(tiny_model(), run, config, device="cpu", show_progress=False).fit(tiny_images())
+    assert list((run.path / "tensorboard").glob("events.out.tfevents.*"))

@@ -423,7 +423,8 @@ def _training_length(train: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         last = rows[-1]
         text = "Trained for"
         if _is_number(last.get("epoch")):
-            text += f" {format_value(float(last['epoch']))} epochs"
+            epoch = float(last["epoch"])  # whole epochs read as such: "120", not "120.00"
+            text += f" {int(epoch) if epoch.is_integer() else format_value(epoch)} epochs"
         if _is_number(last.get("step")):
             text += f" ({format_value(int(last['step']))} steps)"
         tests = [r for r in rows if r.get("split") == "test" and _is_number(r.get("loss"))]

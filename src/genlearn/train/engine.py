@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
@@ -91,6 +92,13 @@ def make_accelerator(device: str, precision: str) -> Accelerator:
     chosen = pick_device(device)
     if precision == "fp16" and chosen.type == "cpu":
         raise ConfigError("fp16 needs a GPU: use --precision bf16 on a CPU, or no")
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision) != precision:
+        # Accelerate keeps one state per process; a notebook or test that trains once in
+        # fp32 and then in bf16 needs it renewed (a distributed launch never changes it)
+        if int(state.get("num_processes", 1)) > 1:
+            raise ConfigError("the precision cannot change inside a distributed launch")
+        AcceleratorState._reset_state()
     return Accelerator(cpu=chosen.type == "cpu", mixed_precision=precision)
 
 
@@ -202,6 +210,8 @@ class Trainer:
                     self.save_checkpoint()
         except KeyboardInterrupt:
             interrupted = True
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
         if interrupted:
             self.save_checkpoint()
             raise RunError(
