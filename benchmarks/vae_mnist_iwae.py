@@ -4,7 +4,7 @@ The issue's figure: <= 92 nats after at most 10 minutes of training on a 2-core 
 The literature's reference points for this protocol (Burda et al. 2016, Table 1): a
 VAE with one stochastic layer, 86.76 nats (k=5000, 3,280 passes over the data).
 
-    python benchmarks/vae_mnist_iwae.py [--epochs 60] [--k 1000] [--num-images 10000]
+    python benchmarks/vae_mnist_iwae.py [--epochs 55] [--k 1000] [--num-images 10000]
 
 Needs MNIST: $GENLEARN_DATA/mnist/ (../shared/data works) or a download.
 Ends with one JSON line of figures.
@@ -23,7 +23,7 @@ from genlearn.workflows import evaluate_run, train
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=55)  # ~500 s on a 2-core CPU
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--k", type=int, default=1000)
@@ -44,11 +44,11 @@ def main() -> None:
         binarize=True,
         figures=False,
     )
-    records = Run(run.path).read_log()
-    train_records = [r for r in records if r["split"] == "train"]
-    # the training time is the sum of the logged windows' work: images / (images per second)
-    images_seen = args.epochs * (60_000 // args.batch_size) * args.batch_size
+    # wall time from the start (data loading and the per-epoch test passes included), and
+    # the engine's own count of seconds spent in training steps
     train_seconds = time.perf_counter() - start
+    last_train_record = [r for r in Run(run.path).read_log() if r["split"] == "train"][-1]
+    images_seen = args.epochs * (60_000 // args.batch_size) * args.batch_size
     results = evaluate_run(run.path, iwae_k=args.k, num_images=args.num_images)
     print(
         json.dumps(
@@ -62,9 +62,7 @@ def main() -> None:
                 "test_elbo_nats": round(results["test_elbo_nats"], 3),
                 "train_seconds": round(train_seconds, 1),
                 "train_images_per_s": round(images_seen / train_seconds, 1),
-                "median_logged_images_per_s": sorted(r["images_per_s"] for r in train_records)[
-                    len(train_records) // 2
-                ],
+                "engine_step_seconds": last_train_record["train_seconds"],
                 "epochs": args.epochs,
                 "eval_seconds": round(time.perf_counter() - start - train_seconds, 1),
             }

@@ -126,6 +126,7 @@ def test_datasets_lists_embedded_and_real(monkeypatch, capsys):
         (["sample", "/no/such/run"], "does not exist"),
         (["train", "gan"], "unknown model"),
         (["train", "vae", "--data", "imagenet-42"], "imagenet-42"),
+        (["train", "vae", "--data", "/tmp/photos"], "folder:/tmp/photos"),
         (["train", "vae", "--epochs", "0"], "epochs"),
         (["train", "vae", "--data", "toy2d"], "points"),
         (["train", "vae", "--device", "cuda:7"], "cuda"),

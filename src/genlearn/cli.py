@@ -316,21 +316,18 @@ def report(
 
 # ---- helpers --------------------------------------------------------------------------------
 def _int_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"{option} takes comma-separated whole numbers, e.g. 0,5,9; got {text!r}"
-        ) from None
+    return _number_list(text, option, int, "whole numbers, e.g. 0,5,9")
 
 
 def _float_list(text: str, option: str) -> list[float]:
+    return _number_list(text, option, float, "numbers, e.g. -2,-1,0,1,2")
+
+
+def _number_list(text: str, option: str, kind: type, example: str) -> list:
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(
-            f"{option} takes comma-separated numbers, e.g. -2,-1,0,1,2; got {text!r}"
-        ) from None
+        raise ConfigError(f"{option} takes comma-separated {example}; got {text!r}") from None
 
 
 def _positive(value: int, option: str) -> None:

@@ -21,35 +21,31 @@ console = Console(stderr=True)
 # digits has ~1,500 training images of 8x8 pixels: at 16 px (no detail is lost) many short
 # epochs fit in a minute; at 28 px the same time buys 3x fewer and blurrier samples
 TOUR_IMAGE_SIZE = 16
-TOUR_VAE = TrainConfig(epochs=250, batch_size=64, lr=2e-3, eval_every_epochs=50)
-TOUR_AE = TOUR_VAE  # the same training, so the comparison is only about the KL term
+# the same training for both models, so the comparison is only about the KL term
+TOUR_TRAINING = TrainConfig(epochs=250, batch_size=64, lr=2e-3, eval_every_epochs=50)
+STEPS = [
+    ("vae", "a variational autoencoder on the built-in digits"),
+    ("ae", "a plain autoencoder, same architecture and training, for comparison"),
+]
 
 
 def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto") -> dict[str, Path]:
     """Train the tour's models and write their reports; returns the paths a user opens."""
     start = time.perf_counter()
-    console.rule("genlearn tour 1/2: a variational autoencoder on the built-in digits")
-    vae = train(
-        "vae",
-        "digits",
-        image_size=TOUR_IMAGE_SIZE,
-        latent_dim=2,
-        train_config=TOUR_VAE,
-        seed=seed,
-        device=device,
-        runs_dir=runs_dir,
-    )
-    console.rule("genlearn tour 2/2: a plain autoencoder, same architecture, for comparison")
-    ae = train(
-        "ae",
-        "digits",
-        image_size=TOUR_IMAGE_SIZE,
-        latent_dim=2,
-        train_config=TOUR_AE,
-        seed=seed,
-        device=device,
-        runs_dir=runs_dir,
-    )
+    runs = {}
+    for step, (family, what) in enumerate(STEPS, start=1):
+        console.rule(f"genlearn tour {step}/{len(STEPS)}: {what}")
+        runs[family] = train(
+            family,
+            "digits",
+            image_size=TOUR_IMAGE_SIZE,
+            latent_dim=2,
+            train_config=TOUR_TRAINING,
+            seed=seed,
+            device=device,
+            runs_dir=runs_dir,
+        )
+    vae, ae = runs["vae"], runs["ae"]
     comparison = write_comparison_report(
         [ae.path, vae.path], Path(runs_dir) / "tour-ae-vs-vae.html"
     )

@@ -186,7 +186,8 @@ def _lookup(name: str) -> tuple[DatasetSpec, str]:
     key = key.strip().lower().replace("_", "-")
     if key not in REGISTRY:
         known = ", ".join(spec.display_name for spec in REGISTRY.values())
-        raise DataError(f"unknown dataset {name!r}: choose one of {known}")
+        hint = f"; for a folder of images use --data folder:{name}" if "/" in name else ""
+        raise DataError(f"unknown dataset {name!r}: choose one of {known}{hint}")
     return REGISTRY[key], argument.strip()
 
 
