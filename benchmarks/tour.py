@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from genlearn.data import get_dataset
 from genlearn.tour import TOUR_IMAGE_SIZE
-from genlearn.workflows import load_run
+from genlearn.workflows import load_model
 
 
 def confident_share(classifier: LogisticRegression, images: np.ndarray) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
     classifier = LogisticRegression(max_iter=2000).fit(
         flat(data.train_images), data.train_labels.numpy()
     )
-    model, _, _ = load_run(runs["vae"])
+    model, _ = load_model(runs["vae"])
     with torch.no_grad():
         samples = model.sample(1000, generator=torch.Generator().manual_seed(0))
     sample_images = samples.reshape(1000, -1).numpy()

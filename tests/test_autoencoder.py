@@ -160,3 +160,22 @@ def test_vae_learns_digits():
         loss.backward()
         optimiser.step()
     assert model(images, generator)["loss"].item() < 0.6 * first
+
+
+def test_discretised_logistic_keeps_a_gradient_far_from_the_pixel():
+    mean = torch.zeros(1, requires_grad=True)
+    log_prob = discretised_logistic_log_prob(torch.tensor([0.5]), mean, torch.tensor(-5.0))
+    log_prob.backward()
+    assert math.isfinite(log_prob.item()) and log_prob.item() < -50
+    assert mean.grad.item() > 100  # the sharp logistic is pulled towards the pixel
+
+
+def test_kl_is_summed_in_float32_under_autocast():
+    mu, logvar = torch.randn(2, 128), torch.randn(2, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gaussian_kl(mu.bfloat16(), logvar.bfloat16()).dtype == torch.float32
+
+
+def test_conv_stages_must_divide_the_image_size():
+    with pytest.raises(ConfigError, match="divisible"):
+        Autoencoder(AutoencoderConfig(image_size=28, conv_channels=[16, 32, 64]))

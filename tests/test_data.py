@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import os
+import types
+import urllib.request
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import pick_data_dir
 from PIL import Image
 
 from genlearn.data import (
@@ -251,6 +256,65 @@ def test_resolution_failed_download_says_where_to_put_file(
         resolve_file("demo", "x.bin", missing_url, None)
 
 
+def test_resolution_dropped_connection_is_a_data_error(
+    data_env: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GENLEARN_OFFLINE")
+
+    class Dropped:  # a response whose connection drops after the first chunk
+        headers = {"Content-Length": "3000000"}
+        chunks = [b"x" * 1000]
+
+        def __enter__(self) -> Dropped:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def read(self, size: int = -1) -> bytes:
+            if self.chunks:
+                return self.chunks.pop()
+            raise http.client.IncompleteRead(b"", 2999000)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Dropped())
+    with pytest.raises(DataError, match=r"demo file x\.bin not found: .*download failed: "):
+        resolve_file("demo", "x.bin", "https://example.invalid/x.bin", None)
+    assert list((data_env[1] / "data" / "demo").iterdir()) == []  # no partial file left
+
+
+def test_olivetti_download_leaves_no_pickle_in_the_cache(
+    data_env: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sklearn.datasets
+
+    monkeypatch.delenv("GENLEARN_OFFLINE")
+    homes: list[Path] = []
+
+    def fake_fetch(data_home: str, shuffle: bool) -> types.SimpleNamespace:
+        """Like scikit-learn's: leaves its olivetti.pkz pickle in data_home."""
+        if homes:
+            raise AssertionError("downloaded again although a converted copy exists")
+        homes.append(Path(data_home))
+        Path(data_home).mkdir(parents=True, exist_ok=True)  # as scikit-learn's get_data_home
+        (Path(data_home) / "olivetti.pkz").write_bytes(b"a joblib pickle")
+        rng = np.random.default_rng(0)
+        return types.SimpleNamespace(
+            images=rng.random((40, 64, 64), dtype=np.float32), target=np.arange(40) // 10
+        )
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_olivetti_faces", fake_fetch)
+    ds = get_dataset("olivetti", image_size=16)
+    assert ds.train_images.shape == (32, 1, 16, 16) and ds.test_images.shape == (8, 1, 16, 16)
+    assert ds.train_labels.bincount().tolist() == [8] * 4
+    cache = data_env[1]
+    assert len(homes) == 1 and not homes[0].exists()  # the scratch folder is gone
+    assert cache not in homes[0].parents  # and was never in genlearn's cache
+    files = [p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file()]
+    assert files == ["data/olivetti/olivetti_faces_sklearn.npz"]  # no pickle, no temp file
+    again = get_dataset("olivetti", image_size=16)  # read from the .npz, no new download
+    assert torch.equal(ds.train_images, again.train_images)
+
+
 # ---------------------------------------------------------------- folder:PATH
 
 
@@ -323,6 +387,18 @@ def test_folder_limit_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert torch.equal(first.train_images, again.train_images)
 
 
+def test_folder_name_reloads_the_same_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_class_folder(tmp_path / "pets")
+    monkeypatch.chdir(tmp_path)
+    ds = get_dataset("folder:pets", image_size=8)  # a relative path
+    assert ds.name == f"folder:{(tmp_path / 'pets').resolve()}"
+    monkeypatch.chdir(tmp_path.parent)  # runs reopen datasets from anywhere
+    again = get_dataset(ds.name, image_size=8)
+    assert again.name == ds.name and torch.equal(ds.train_images, again.train_images)
+
+
 def _must_not_decode(*args: object, **kwargs: object) -> None:
     raise AssertionError("images were decoded although a cached copy exists")
 
@@ -380,6 +456,24 @@ def test_celeba_from_genlearn_data_with_missing_images_and_limit(
     assert len(ds.train_images) + len(ds.test_images) == 5
     limited = get_dataset("celeba", image_size=8, limit=3)
     assert len(limited.train_images) + len(limited.test_images) == 3
+
+
+def test_celeba_name_reloads_the_same_folder(
+    data_env: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_celeba(tmp_path / "faces")
+    monkeypatch.chdir(tmp_path)
+    ds = get_dataset("celeba:faces", image_size=8)  # a relative path, not $GENLEARN_DATA
+    assert ds.name == f"celeba:{(tmp_path / 'faces').resolve()}"
+    monkeypatch.chdir(tmp_path.parent)
+    again = get_dataset(ds.name, image_size=8)  # from the cache
+    assert again.name == ds.name and torch.equal(ds.train_images, again.train_images)
+    # The cache is keyed by the folder: the default folder's name stays plain "celeba",
+    # and the same folder given as a path still gets its path in the name.
+    make_celeba(data_env[0] / "celeba")
+    assert get_dataset("celeba", image_size=8).name == "celeba"
+    named = get_dataset(f"celeba:{data_env[0] / 'celeba'}", image_size=8)
+    assert named.name == f"celeba:{(data_env[0] / 'celeba').resolve()}"
 
 
 def test_celeba_without_attribute_file(tmp_path: Path) -> None:
@@ -487,6 +581,25 @@ def test_list_datasets_covers_registry() -> None:
 
 def test_list_datasets_finds_shared_mnist(shared_data: Path) -> None:
     assert list_datasets_status("mnist") == f"found: {shared_data / 'mnist'}"
+
+
+def test_test_data_folder_follows_the_readme(tmp_path: Path) -> None:
+    """../shared/data when it exists, else a $GENLEARN_DATA holding mnist/, else none."""
+    shared, user = tmp_path / "shared" / "data", tmp_path / "mine"
+    assert pick_data_dir(shared, None) is None
+    assert pick_data_dir(shared, str(user)) is None  # the user's folder has no MNIST
+    (user / "mnist").mkdir(parents=True)
+    assert pick_data_dir(shared, str(user)) == user.resolve()  # kept, not deleted
+    shared.mkdir(parents=True)
+    assert pick_data_dir(shared, None) == shared
+    assert pick_data_dir(shared, str(user)) == user.resolve()  # shared/data lacks MNIST
+    (shared / "mnist").mkdir()
+    assert pick_data_dir(shared, str(user)) == shared
+
+
+def test_shared_data_fixture_is_the_folder_in_use(shared_data: Path) -> None:
+    assert (shared_data / "mnist").is_dir()
+    assert Path(os.environ["GENLEARN_DATA"]) == shared_data
 
 
 def test_get_dataset_errors() -> None:

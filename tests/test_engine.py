@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,61 @@ def test_tensorboard_logging_writes_event_files(tmp_path):
     run = Run.create(tmp_path, "vae", "tb")
     Trainer(tiny_model(), run, config, device="cpu", show_progress=False).fit(tiny_images())
     assert list((run.path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("where", ["between_steps", "inside_a_step"])
+def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path, where):
+    """Ctrl-C stops after the step in progress, saves, and the resumed run ends identically."""
+    straight = train_run(tmp_path, "straight")
+    config = TrainConfig(
+        epochs=3, batch_size=16, lr=3e-3, checkpoint_every_steps=4, log_every_steps=2
+    )
+    run = Run.create(tmp_path, "vae", "interrupted")
+    trainer = Trainer(tiny_model(), run, config, seed=5, device="cpu", show_progress=False)
+    interrupt = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+    if where == "inside_a_step":  # the signal arrives during the forward pass of step 7
+        calls = {"n": 0}
+
+        def pre_hook(module, args):
+            calls["n"] += module.training  # count training steps, not the test passes
+            if calls["n"] == 7:
+                interrupt()
+
+        trainer.unwrapped_model.register_forward_pre_hook(pre_hook)
+        on_step = None
+    else:
+
+        def on_step(step):
+            if step == 7:
+                interrupt()
+
+    with pytest.raises(RunError, match="--resume"):
+        trainer.fit(tiny_images(), tiny_images(32), on_step=on_step)
+    assert load_tensors(run.checkpoint_path)[1]["step"] == 7
+    resumed = train_run(tmp_path, "unused", resume=True, run=run)
+    for (name, a), (_, b) in zip(
+        straight.unwrapped_model.state_dict().items(),
+        resumed.unwrapped_model.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_resume_with_another_process_count_is_refused(tmp_path):
+    trainer = train_run(tmp_path, "short", stop_at=5)
+    tensors, metadata = load_tensors(trainer.run.checkpoint_path)
+    metadata["steps_per_epoch"] = 3  # as if trained with more processes
+    save_tensors_atomic(trainer.run.checkpoint_path, tensors, metadata)
+    with pytest.raises(RunError, match="steps per epoch"):
+        train_run(tmp_path, "unused", resume=True, run=trainer.run)
+
+
+def test_autocast_really_runs_in_bf16(tmp_path):
+    model = tiny_model()
+    seen = []
+    model.decoder.net[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    config = TrainConfig(epochs=1, batch_size=32, precision="bf16")
+    Trainer(
+        model, Run.create(tmp_path, "vae", "bf"), config, device="cpu", show_progress=False
+    ).fit(tiny_images())
+    assert seen and all(dtype == torch.bfloat16 for dtype in seen)

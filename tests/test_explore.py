@@ -24,10 +24,10 @@ from genlearn.explore.latent import (
     latent_grid,
     latent_grid_codes,
     latent_scatter,
-    prior_gap_figure,
+    prior_gap_stats,
     prior_samples,
-    reconstructions,
 )
+from genlearn.explore.suite import standard_figures
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
 
 torch.set_num_threads(1)
@@ -268,24 +268,53 @@ def test_latent_grid_above_2d_lies_in_the_principal_plane_through_the_mean():
 # ---- figures that write files ----------------------------------------------------------------
 def test_standard_figures_write_pngs_with_default_captions(tmp_path):
     model = tiny_autoencoder(variational=False, latent_dim=2)
-    images = (torch.rand(40, 1, 8, 8) * 255).to(torch.uint8)
+    images = (torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 255).to(
+        torch.uint8
+    )
     labels = torch.arange(40) % 4
-    paths = [
-        prior_samples(
-            model, tmp_path / "prior_samples.png", n=9, generator=torch.Generator().manual_seed(0)
-        ),
-        reconstructions(model, images, tmp_path / "reconstructions.png", n=6),
-        latent_scatter(
-            model, images, labels, tmp_path / "latent_scatter.png", class_names=["a", "b", "c", "d"]
-        ),
-        prior_gap_figure(model, images, tmp_path / "prior_gap.png", n_samples=4),
+    figures = tmp_path / "figures"
+    paths = standard_figures(
+        model, images, labels, figures, class_names=["a", "b", "c", "d"], attribute="b", grid_size=4
+    )
+    assert [p.name for p in paths] == [
+        "prior_samples.png",
+        "reconstructions.png",
+        "latent_scatter.png",
+        "latent_grid.png",
+        "prior_gap.png",
+        "interpolation.png",
+        "interpolation.gif",
+        "attribute_b.png",
     ]
+    assert all(p.parent == figures for p in paths)
+    assert {p.name for p in figures.iterdir()} == {p.name for p in paths} | {"captions.json"}
     for path in paths:
         with Image.open(path) as image:
-            assert image.format == "PNG" and min(image.size) > 100
-    captions = json.loads((tmp_path / "captions.json").read_text())
+            assert image.format == path.suffix[1:].upper() and min(image.size) > 100
+    with Image.open(figures / "interpolation.gif") as gif:
+        assert gif.n_frames > 2
+    captions = json.loads((figures / "captions.json").read_text())
     assert set(captions) == {p.name for p in paths}
+    assert all(isinstance(c, str) and len(c) > 40 for c in captions.values())
     assert "N(0, I)" in captions["prior_samples.png"]
+    assert "plain autoencoder" in captions["prior_samples.png"]  # the model is an AE
+    assert "coloured by class" in captions["latent_scatter.png"]
+    assert "'b' vector" in captions["attribute_b.png"]
+    assert captions["prior_gap.png"].startswith("The prior gap")
+
+
+def test_prior_gap_stats_counts_samples_like_the_codes_at_the_nominal_rate():
+    # Samples drawn like the codes are "in empty space" as often as codes are from each other:
+    # 5% for the 95th-percentile threshold, also with more codes than the 2,000 compared.
+    generator = torch.Generator().manual_seed(0)
+    for count in (1500, 5000):
+        codes = torch.randn(count, 8, generator=generator)
+        samples = torch.randn(2000, 8, generator=generator)
+        empty, threshold = prior_gap_stats(codes, samples)
+        assert threshold > 0
+        assert 0.035 < empty / len(samples) < 0.07, (count, empty)
+    far = torch.randn(10, 8, generator=generator) + 50.0
+    assert prior_gap_stats(codes, far)[0] == 10
 
 
 def test_prior_samples_upscales_small_images(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -23,6 +24,7 @@ from genlearn.report.figures import (
     smooth,
 )
 from genlearn.report.html import (
+    COMPARISON_AE_VAE,
     figure_files,
     format_value,
     metric_label,
@@ -326,9 +328,28 @@ def test_comparison_has_one_column_per_run_and_explains_ae_vs_vae(tmp_path):
     rows_with_cells = [cells for cells in parsed.image_rows if cells]
     assert rows_with_cells == [2] * (len(shared) + 2)  # + the loss curves and the prior gap
     assert "not produced by this run" in text  # the AE has no prior-gap figure
-    assert "cannot be sampled" in text or "gaps" in text
+    assert AE_VAE_PHRASE in COMPARISON_AE_VAE
+    assert note_paragraphs(text).count(COMPARISON_AE_VAE) == 1  # the explanation itself
     assert "Why the autoencoder" in text
     assert "&lt;script&gt;" in text and "<script>" not in text
+
+
+def test_comparison_of_two_vaes_has_no_ae_vae_explanation(tmp_path):
+    runs = [make_run(tmp_path, f"vae{i}", "vae", {"prior_samples.png": "s"}) for i in range(2)]
+    text = write_comparison_report(runs, tmp_path / "c.html").read_text()
+    assert parse(text).run_headers == 2
+    assert COMPARISON_AE_VAE not in note_paragraphs(text)
+    assert AE_VAE_PHRASE not in html.unescape(text)
+    assert "Why the autoencoder" not in text
+
+
+AE_VAE_PHRASE = "the VAE can be sampled"
+
+
+def note_paragraphs(html_text: str) -> list[str]:
+    """The text of every <p class="note"> of a report, unescaped."""
+    found = re.findall(r'<p class="note">(.*?)</p>', html_text, flags=re.DOTALL)
+    return [html.unescape(paragraph) for paragraph in found]
 
 
 def test_comparison_of_three_runs_without_the_ae_vae_note(tmp_path):

@@ -118,7 +118,12 @@ def train(
         Path, typer.Option("--runs-dir", help="Where run directories are made.")
     ] = Path("runs"),
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="Continue this killed or interrupted run.")
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue this killed or interrupted run, with its own config.json "
+            "(the other options are not used).",
+        ),
     ] = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -301,14 +306,17 @@ def report(
         list[Path], typer.Argument(help="One run, or several to compare side by side.")
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Comparison report path.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write (default: RUN/report.html, comparison.html)."
+        ),
     ] = None,
 ) -> None:
     """Write report.html for a run, or a side-by-side comparison of several runs."""
     from genlearn.report.html import write_comparison_report, write_report
 
     if len(runs) == 1:
-        out.print(write_report(runs[0]))
+        out.print(write_report(runs[0], output))
     else:
         target = output or Path("comparison.html")
         out.print(write_comparison_report(runs, target))
@@ -325,9 +333,12 @@ def _float_list(text: str, option: str) -> list[float]:
 
 def _number_list(text: str, option: str, kind: type, example: str) -> list:
     try:
-        return [kind(part) for part in text.split(",") if part.strip()]
+        values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{option} takes comma-separated {example}; got {text!r}") from None
+        values = []
+    if not values:
+        raise ConfigError(f"{option} takes comma-separated {example}; got {text!r}")
+    return values
 
 
 def _positive(value: int, option: str) -> None:

@@ -2,13 +2,15 @@
 
 The CLI is a thin layer over these; notebooks and scripts call them directly:
 
-    from genlearn.workflows import train, load_run
-    run = train("vae", data="digits", latent_dim=2, epochs=30)
-    model, data = load_run(run.path)
+    from genlearn.train.engine import TrainConfig
+    from genlearn.workflows import train, load_model
+    run = train("vae", data="digits", latent_dim=2, train_config=TrainConfig(epochs=30))
+    model, run = load_model(run.path)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ from genlearn.metrics.likelihood import evaluate_likelihood
 from genlearn.models import build_model, get_family
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlearn.report.html import write_report
-from genlearn.train.engine import TrainConfig, Trainer, as_float_images, pick_device
-from genlearn.train.runs import Run, load_tensors
+from genlearn.train.engine import TrainConfig, Trainer, pick_device
+from genlearn.train.runs import Run, load_tensors, model_state_from_checkpoint
 
 console = Console(stderr=True)
 
@@ -36,7 +38,7 @@ GREY_DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist", "cylinders")
 
 
 def load_data(name: str, image_size: int | None = None) -> ImageDataset:
-    data = get_dataset(name, image_size=image_size) if image_size else get_dataset(name)
+    data = get_dataset(name) if image_size is None else get_dataset(name, image_size=image_size)
     if not isinstance(data, ImageDataset):
         raise ConfigError(f"dataset {name!r} holds 2-D points, not images: pick an image dataset")
     return data
@@ -89,7 +91,12 @@ def train(
     """
     if resume is not None:
         run = Run.open(resume)
-        config = run.read_config()
+        config = run_config(run)
+        if family and family != config["family"]:
+            raise ConfigError(
+                f"{run.path} is a {config['family']} run, not {family}: "
+                f"resume it with genlearn train {config['family']} --resume {run.path}"
+            )
         family, seed, device = config["family"], config["seed"], config.get("device", device)
         train_config = TrainConfig(**config["train"])
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
@@ -98,20 +105,22 @@ def train(
         train_config = train_config or TrainConfig()
         train_config.validate()
         dataset = load_data(data, image_size)
-        config = {  # built before the run directory, so a bad option leaves nothing behind
+        config = {
             "family": family,
             "genlearn_version": __version__,
             "seed": seed,
             "device": device,
             # the dataset's own name: folder paths are absolute, so the run works from anywhere
-            "data": {"name": dataset.name, "image_size": image_size or dataset.image_size},
+            "data": {"name": dataset.name, "image_size": dataset.image_size},
             "model": model_config_for(family, dataset, **model_options),
             "train": asdict(train_config),
         }
+    torch.manual_seed(seed)  # the initial weights follow --seed
+    model = build_model(family, config["model"])  # before the run directory: a bad option
+    if resume is None:  # leaves nothing behind
         run = create_shared_run(runs_dir, family, dataset.name.split(":")[0], device)
         if PartialState().is_main_process:  # the state made in create_shared_run
             run.write_config(config)
-    model = build_model(family, config["model"])
     trainer = Trainer(
         model, run, train_config, seed=seed, device=device, show_progress=show_progress
     )
@@ -159,35 +168,60 @@ class _Stop(Exception):
     """Raised by the stop_after_steps hook: leaves the run as a kill would."""
 
 
-def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageDataset, Run]:
-    """Rebuild a run's model (with its final or latest weights) and its dataset."""
-    run = Run.open(path)
+REQUIRED_CONFIG_KEYS = ("family", "seed", "data", "model", "train")
+
+
+def run_config(run: Run) -> dict[str, Any]:
+    """A run's config.json, checked for the sections genlearn needs."""
     config = run.read_config()
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        raise RunError(
+            f"{run.config_path} lacks {', '.join(missing)}: it was not written by "
+            "genlearn train, or was edited"
+        )
+    return config
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, Run]:
+    """Rebuild a run's model with its final weights (or, for an unfinished run, the latest
+    checkpoint's). Needs only the run directory, not the data."""
+    run = Run.open(path)
+    config = run_config(run)
     model = build_model(config["family"], config["model"])
     if run.weights_path.exists():
         state, _ = load_tensors(run.weights_path)
     elif run.checkpoint_path.exists():
-        tensors, _ = load_tensors(run.checkpoint_path)
-        state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        state = model_state_from_checkpoint(load_tensors(run.checkpoint_path)[0])
     else:
         raise RunError(f"{run.path} has no weights yet: train it, or --resume it to finish")
-    model.load_state_dict(state)
-    model.to(pick_device(device)).eval()
-    data = load_data(config["data"]["name"], config["data"].get("image_size"))
-    return model, data, run
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise RunError(
+            f"the weights in {run.path} do not fit its config.json: {str(error).splitlines()[0]}"
+        ) from None
+    return model.to(pick_device(device)).eval(), run
 
 
-def float_test_images(data: ImageDataset, device: torch.device) -> torch.Tensor:
-    return as_float_images(data.test_images.to(device))
+def run_dataset(run: Run) -> ImageDataset:
+    """The dataset a run was trained on, as it was configured."""
+    data = run_config(run)["data"]
+    return load_data(data["name"], data.get("image_size"))
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageDataset, Run]:
+    """A run's model and its dataset."""
+    model, run = load_model(path, device)
+    return model, run_dataset(run), run
 
 
 @torch.no_grad()
 def make_figures(run: Run, model: Autoencoder, data: ImageDataset, seed: int = 0) -> list[Path]:
     """Every figure of an autoencoder run, into run/figures/ (names the report knows)."""
-    device = next(model.parameters()).device
     paths = standard_figures(
         model,
-        float_test_images(data, device),
+        data.test_images,  # uint8: the figure functions convert batch by batch
         data.test_labels,
         run.figures_dir,
         class_names=data.class_names,
@@ -225,10 +259,6 @@ def evaluate_run(
 
 
 # ---- the exploring verbs, one function each (the CLI calls these) ----------------------------
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _check_index(index: int, count: int, option: str) -> None:
     if not 0 <= index < count:
         raise ConfigError(f"{option} {index} is out of range: the test set has {count} images")
@@ -243,8 +273,8 @@ def sample_run(
     device: str = "auto",
 ) -> Path:
     """A grid of n decodes of z ~ N(0, I)."""
-    model, _, run = load_run(path, device)
-    generator = torch.Generator(device=_model_device(model)).manual_seed(seed)
+    model, run = load_model(path, device)
+    generator = torch.Generator(device=latent.model_device(model)).manual_seed(seed)
     target = output or run.figures_dir / f"samples-seed{seed}-n{n}.png"
     return latent.prior_samples(model, target, n=n, generator=generator)
 
@@ -252,26 +282,26 @@ def sample_run(
 def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> Path:
     """The first n test images over their reconstructions."""
     model, data, run = load_run(path, device)
-    images = float_test_images(data, _model_device(model))[:n]
-    return latent.reconstructions(model, images, run.figures_dir / "reconstructions.png", n=n)
+    return latent.reconstructions(
+        model, data.test_images[:n], run.figures_dir / "reconstructions.png", n=n
+    )
 
 
 def latent_map_run(path: str | Path, *, grid: int = 20, device: str = "auto") -> list[Path]:
     """The test set in latent space coloured by label, and the decoded latent grid."""
     model, data, run = load_run(path, device)
-    images = float_test_images(data, _model_device(model))
     scatter = latent.latent_scatter(
         model,
-        images,
+        data.test_images,
         data.test_labels,
         run.figures_dir / "latent_scatter.png",
         class_names=data.class_names,
         attribute_names=data.attribute_names,
     )
-    return [
-        scatter,
-        latent.latent_grid(model, run.figures_dir / "latent_grid.png", n=grid, images=images),
-    ]
+    grid_path = latent.latent_grid(
+        model, run.figures_dir / "latent_grid.png", n=grid, images=data.test_images
+    )
+    return [scatter, grid_path]
 
 
 def interpolate_run(
@@ -286,7 +316,7 @@ def interpolate_run(
 ) -> list[Path]:
     """Morph test image `start` into test image `end` through the latent space."""
     model, data, run = load_run(path, device)
-    images = float_test_images(data, _model_device(model))
+    images = data.test_images
     _check_index(start, len(images), "--from")
     _check_index(end, len(images), "--to")
     stem = run.figures_dir / f"interpolation-{start}-{end}"
@@ -316,24 +346,23 @@ def attribute_run(
 
     The vector is measured on (up to `max_images`) training images and their labels.
     """
+    if not indices or not strengths:
+        raise ConfigError("give at least one test image (--images) and one strength (--strengths)")
     model, data, run = load_run(path, device)
     if data.train_labels is None:
         raise ConfigError(f"dataset {data.name} has no labels, so it has no attributes to add")
-    device_ = _model_device(model)
-    test = float_test_images(data, device_)
     for index in indices:
-        _check_index(index, len(test), "--images")
+        _check_index(index, len(data.test_images), "--images")
     labels = data.train_labels[:max_images]
     mask = latent.attribute_mask(labels, data.class_names, data.attribute_names, attribute)
-    train_images = as_float_images(data.train_images[:max_images].to(device_))
-    vector = latent.attribute_vector(model, train_images, mask)
-    slug = "".join(c if c.isalnum() else "-" for c in attribute)
+    vector = latent.attribute_vector(model, data.train_images[:max_images], mask)
+    slug = re.sub(r"[^a-z0-9]+", "_", attribute.lower()).strip("_") or "attribute"
     return latent.attribute_figure(
         model,
-        test[torch.tensor(indices)],
+        data.test_images[torch.tensor(indices)],
         vector,
         strengths,
-        run.figures_dir / f"attribute-{slug}.png",
+        run.figures_dir / f"attribute_{slug}.png",
         row_labels=[f"test #{i}" for i in indices],
         attribute_name=attribute,
     )

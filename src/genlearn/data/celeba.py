@@ -2,7 +2,9 @@
 
 CelebA cannot be downloaded automatically (it is hosted behind Google Drive quotas), so the
 user puts `img_align_celeba/` and `list_attr_celeba.txt` (optionally `list_eval_partition.txt`)
-in `$GENLEARN_DATA/celeba/`, the cache folder, or any folder given as `celeba:PATH`.
+in `$GENLEARN_DATA/celeba/`, the cache folder, or any folder given as `celeba:PATH`. A dataset
+loaded from `celeba:PATH` is named `celeba:<absolute folder>`, so a run that stores the name can
+load the same folder again with `get_dataset(name)`.
 
 Decoding 200,000 JPEGs is slow, so the resized result is cached as an .npz keyed by the folder,
 the size, the limit and the modification times of the listing files and the image folder.
@@ -55,10 +57,13 @@ def load_celeba(
     partition_file = folder / PARTITION_FILE
     listing = [attr_file, image_dir] + ([partition_file] if partition_file.is_file() else [])
     cached_at = cache_path("celeba", cache_key(folder, listing, size=size, limit=limit))
+    # The cache key depends on the folder, not on how it was named: set the name every time.
+    name = "celeba" if path is None else f"celeba:{folder}"
     dataset = load_dataset(cached_at)
     if dataset is None:
         dataset = _build(folder, attr_file, image_dir, size, limit)
         save_dataset(cached_at, dataset)
+    dataset.name = name
     return dataset
 
 

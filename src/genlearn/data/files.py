@@ -16,6 +16,7 @@ because there the checksum is the only defence against a truncated or tampered t
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -103,7 +104,8 @@ def resolve_file(
     else:
         try:
             return download(url, dataset_cache_dir(dataset) / filename, sha256)
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        # HTTPException: e.g. IncompleteRead when the connection drops mid-transfer.
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
             reason = f"download failed: {_describe(error)}"
     raise DataError(
         f"{dataset} file {filename} not found: put it in {where_to_put(dataset)} ({reason})"

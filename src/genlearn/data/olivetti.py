@@ -1,18 +1,27 @@
 """`olivetti`: the 400 AT&T/ORL ("Olivetti") faces of 40 people, 10 images each.
 
 Sources, in order: a packed `orl_faces.npz` (originals, 112x92) under `$GENLEARN_DATA/faces/`,
-`.../olivetti/` or the cache; then scikit-learn's 64x64 copy, downloaded once and converted to
-a plain .npz in the cache so its pickle file is read only right after the download.
+`.../olivetti/` or the cache; then scikit-learn's 64x64 copy, downloaded once.
+
+scikit-learn stores its copy as a joblib pickle (`olivetti.pkz`) in its `data_home` and
+unpickles that file on later calls. genlearn therefore never points it at a lasting folder: it
+fetches into a fresh temporary folder (where scikit-learn writes the pickle but, the folder
+being new, does not read one), converts the faces to a plain `olivetti_faces_sklearn.npz` in
+genlearn's cache (written atomically, read with `allow_pickle=False`) and deletes the
+temporary folder. No pickle is ever left in, or loaded from, genlearn's cache.
 """
 
 from __future__ import annotations
 
+import http.client
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genlearn.atomic import atomic_path
 from genlearn.data.containers import ImageDataset
 from genlearn.data.files import (
     OFFLINE_ENV,
@@ -88,8 +97,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fetch_with_sklearn() -> Path:
-    """Download scikit-learn's copy once and store it as a plain .npz in the cache."""
-    cache = dataset_cache_dir("olivetti")
+    """Download scikit-learn's copy into a throw-away folder; keep only a plain .npz."""
     if downloads_disabled():
         raise DataError(
             f"olivetti file {PACKED} not found: put it in {where_to_put('olivetti')} "
@@ -97,17 +105,22 @@ def _fetch_with_sklearn() -> Path:
         )
     from sklearn.datasets import fetch_olivetti_faces  # slow import: only when needed
 
-    try:
-        bunch = fetch_olivetti_faces(data_home=cache, shuffle=False)
-    except OSError as error:  # URLError and HTTPError are OSErrors
-        raise DataError(
-            f"olivetti file {PACKED} not found: put it in "
-            f"{where_to_put('olivetti')} (download failed: {error})"
-        ) from error
+    # A fresh data_home: scikit-learn writes its olivetti.pkz pickle there and, as the folder
+    # is new, never reads an old one; the folder and the pickle are deleted on leaving.
+    with tempfile.TemporaryDirectory(prefix="genlearn-olivetti-") as scratch:
+        try:
+            bunch = fetch_olivetti_faces(data_home=scratch, shuffle=False)
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            raise DataError(
+                f"olivetti file {PACKED} not found: put it in "
+                f"{where_to_put('olivetti')} (download failed: {error})"
+            ) from error
     # Faces come ordered by person, 10 each, as floats in [0, 1].
-    images = np.round(bunch.images * 255).astype(np.uint8)
-    subject = bunch.target.astype(np.int16) + 1
+    images = np.round(np.asarray(bunch.images) * 255).astype(np.uint8)
+    subject = np.asarray(bunch.target).astype(np.int16) + 1
     index = (np.arange(len(subject)) % 10 + 1).astype(np.int16)
-    path = cache / CONVERTED
-    np.savez(path, images=images, subject=subject, image_index=index)
+    path = dataset_cache_dir("olivetti") / CONVERTED
+    # Through an open file, so np.savez cannot append ".npz" to the temporary name.
+    with atomic_path(path) as tmp, tmp.open("wb") as out:
+        np.savez(out, images=images, subject=subject, image_index=index)
     return path

@@ -22,22 +22,24 @@ from genlearn.train.engine import as_float_images
 @dataclass
 class LikelihoodReport:
     images: int
-    elbo_nats: float  # mean ELBO per image (higher is better)
-    elbo_stderr: float
     reconstruction_nats: float  # mean -log p(x|z) at z = mu
-    reconstruction_mse: float  # mean squared error per pixel of the reconstructions
+    elbo_nats: float | None = None  # mean ELBO per image, VAEs only (higher is better)
+    elbo_stderr: float | None = None
+    reconstruction_mse: float = 0.0  # mean squared error per pixel of the reconstructions
     iwae_nll_nats: float | None = None  # mean -IWAE bound (lower is better)
     iwae_stderr: float | None = None
     iwae_k: int | None = None
     binarized: bool = False
-    bits_per_dim: float | None = None  # IWAE NLL (or -ELBO) in bits per pixel
+    # IWAE NLL (or -ELBO) in bits per pixel: only where the likelihood is a normalised
+    # distribution over the pixel values (binarised Bernoulli, discretised logistic)
+    bits_per_dim: float | None = None
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double()
+    values = values.detach().cpu().double()  # on the CPU: MPS has no float64
     stderr = values.std(unbiased=True).item() / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return values.mean().item(), stderr
 
@@ -81,26 +83,24 @@ def evaluate_likelihood(
             squared_errors.append((model.mean_image(output) - x).pow(2).flatten(1).mean(1))
             if model.variational:
                 elbos.append(model.elbo(x, generator))
-            else:
-                elbos.append(-recons[-1])  # an AE has no KL: its "ELBO" is just the likelihood
             if use_iwae:
                 for sub in range(0, len(x), iwae_batch):
                     iwaes.append(model.iwae_bound(x[sub : sub + iwae_batch], iwae_k, generator))
             progress.update(task, advance=len(x))
-    elbo, elbo_se = _mean_and_stderr(torch.cat(elbos))
     report = LikelihoodReport(
         images=len(images_uint8),
-        elbo_nats=elbo,
-        elbo_stderr=elbo_se,
         reconstruction_nats=torch.cat(recons).mean().item(),
         reconstruction_mse=torch.cat(squared_errors).mean().item(),
         binarized=binarized,
     )
-    pixels = math.prod(model.image_shape)
-    nll = -elbo
+    if not model.variational:  # a plain AE has a reconstruction loss, not a likelihood
+        return report
+    report.elbo_nats, report.elbo_stderr = _mean_and_stderr(torch.cat(elbos))
+    nll = -report.elbo_nats
     if use_iwae:
         bound, report.iwae_stderr = _mean_and_stderr(torch.cat(iwaes))
         report.iwae_nll_nats, report.iwae_k = -bound, iwae_k
         nll = -bound
-    report.bits_per_dim = nll / (pixels * math.log(2))
+    if binarized or model.config.likelihood == "logistic":
+        report.bits_per_dim = nll / (math.prod(model.image_shape) * math.log(2))
     return report

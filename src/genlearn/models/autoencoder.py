@@ -62,10 +62,19 @@ class AutoencoderConfig:
             )
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        stages = len(self.conv_channels)
+        if self.arch == "conv" and stages and self.image_size % 2**stages:
+            raise ConfigError(
+                f"{stages} conv stages halve the image {stages} times, but {self.image_size} px "
+                f"is not divisible by {2**stages}: give fewer --channels"
+            )
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma & Welling, App. B), summed per row."""
+    """KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma & Welling, App. B), summed per row.
+
+    Summed in float32 even under bf16 autocast: a sum of many small terms needs the digits."""
+    mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
@@ -168,8 +177,10 @@ class Autoencoder(nn.Module):
     ) -> torch.Tensor:
         """Decode n codes drawn from the prior N(0, I). For an AE this shows its gaps."""
         device = device or next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z)
+        # the noise is drawn where the generator lives (a CPU generator works for a GPU model)
+        noise_device = generator.device if generator is not None else device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
+        return self.decode(z.to(device))
 
     # ---- objective -----------------------------------------------------------------------
     def prepare_targets(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -235,10 +246,16 @@ def discretised_logistic_log_prob(
 
     The edge bins take the whole tails (as in PixelCNN++, Salimans et al. 2017, Sec. 2.1),
     so the probabilities of all bins sum to one and the figure is a true log-likelihood.
+    Computed in log space: sigma(a) - sigma(b) = sigma(a) sigma(-b) (1 - e^(b - a)), so a sharp
+    logistic far from the pixel keeps a finite log-probability and a useful gradient.
     """
     half_bin = 0.5 / (levels - 1)
     inv_scale = torch.exp(-log_scale)
-    upper = torch.sigmoid((x + half_bin - mean) * inv_scale)
-    lower = torch.sigmoid((x - half_bin - mean) * inv_scale)
-    prob = torch.where(x > 1 - half_bin, 1 - lower, torch.where(x < half_bin, upper, upper - lower))
-    return torch.log(prob.clamp(min=1e-12))
+    upper = (x + half_bin - mean) * inv_scale  # a: the bin's upper edge, standardised
+    lower = (x - half_bin - mean) * inv_scale  # b < a
+    log_left_tail = F.logsigmoid(upper)  # bin 0: P(X < upper edge)
+    log_right_tail = F.logsigmoid(-lower)  # bin 255: P(X > lower edge)
+    log_interior = log_left_tail + log_right_tail + torch.log(-torch.expm1(lower - upper))
+    return torch.where(
+        x > 1 - half_bin, log_right_tail, torch.where(x < half_bin, log_left_tail, log_interior)
+    )

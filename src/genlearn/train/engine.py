@@ -15,8 +15,10 @@ uninterrupted run would have taken, and ends with the same weights on CPU.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +33,7 @@ from genlearn.train.runs import (
     Run,
     flatten_optimizer_state,
     load_tensors,
+    model_state_from_checkpoint,
     save_tensors_atomic,
     unflatten_optimizer_state,
 )
@@ -99,7 +102,21 @@ def make_accelerator(device: str, precision: str) -> Accelerator:
         if int(state.get("num_processes", 1)) > 1:
             raise ConfigError("the precision cannot change inside a distributed launch")
         AcceleratorState._reset_state()
+    if chosen.type == "cuda" and chosen.index is not None:
+        torch.cuda.set_device(chosen)  # Accelerate trains on the current CUDA device
     return Accelerator(cpu=chosen.type == "cpu", mixed_precision=precision)
+
+
+def make_adam(parameters, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel, which updates every parameter in one pass (a large win
+    for small models on a CPU), or the plain one where this torch or device lacks it."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(
+            parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
@@ -130,6 +147,30 @@ def as_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
+class StopOnInterrupt:
+    """Within the block, Ctrl-C asks for a stop instead of raising at once, so training
+    stops between steps: a checkpoint never holds weights one step ahead of its step
+    count. A second Ctrl-C interrupts immediately. (Off the main thread: no effect.)"""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class Trainer:
     """Fits a model to an in-memory image tensor, writing into a run directory."""
 
@@ -149,15 +190,13 @@ class Trainer:
         self.device = self.accelerator.device
         torch.manual_seed(seed)  # anything the model draws outside our generators
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        # the fused kernel updates every parameter in one pass: a large win for small models
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
+        self.optimizer = make_adam(self.model.parameters(), config)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.step = 0
         self.train_seconds = 0.0  # time spent in training steps, across resumes
-        self._tensorboard = self._open_tensorboard() if config.tensorboard else None
+        self.steps_per_epoch = 0
+        self._tensorboard = None
 
     # ---- public ----------------------------------------------------------------------------
     def fit(
@@ -170,53 +209,49 @@ class Trainer:
     ) -> dict[str, float]:
         """Train for `config.epochs` epochs (continuing from the checkpoint when `resume`).
 
-        Returns the last test metrics (or train metrics when there is no test set).
+        Ctrl-C stops after the step in progress, saves a checkpoint and raises RunError
+        saying how to resume. Returns the last test metrics ({} when there is no test set).
         """
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        steps_per_epoch = (len(train_images) // world) // self.config.batch_size
-        if steps_per_epoch == 0:
+        self.steps_per_epoch = (len(train_images) // world) // self.config.batch_size
+        if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"batch size {self.config.batch_size} is larger than the training set "
                 f"({len(train_images)} images per process): lower --batch-size"
             )
-        total_steps = steps_per_epoch * self.config.epochs
+        total_steps = self.steps_per_epoch * self.config.epochs
         if resume:
             self.load_checkpoint()
         train_images = train_images.to(self.device)
         last: dict[str, float] = {}
-        interrupted = False
         progress = self._progress()
         task = progress.add_task("train", total=total_steps, completed=self.step, info="")
+        self._tensorboard = self._open_tensorboard() if self.config.tensorboard else None
         try:
-            with progress:
-                while self.step < total_steps:
-                    epoch, offset = divmod(self.step, steps_per_epoch)
+            with progress, StopOnInterrupt() as stop:
+                while self.step < total_steps and not stop.requested:
+                    epoch, offset = divmod(self.step, self.steps_per_epoch)
                     order = epoch_order(len(train_images), self.seed, epoch, rank, world)
+                    order = order.to(self.device)  # index on the device the images live on
                     self._train_epoch(
-                        train_images,
-                        order,
-                        offset,
-                        steps_per_epoch,
-                        total_steps,
-                        progress,
-                        task,
-                        on_step,
+                        train_images, order, offset, total_steps, progress, task, on_step, stop
                     )
-                    epoch_done = self.step // steps_per_epoch
+                    if stop.requested:
+                        break
+                    epoch_done = self.step // self.steps_per_epoch
                     if test_images is not None and self._should_evaluate(epoch_done):
                         last = self.evaluate_loss(test_images)
                         self._log({"epoch": float(epoch_done), "split": "test", **last})
                         self._say_epoch(epoch_done, last)
                     self.save_checkpoint()
-        except KeyboardInterrupt:
-            interrupted = True
-        if self._tensorboard is not None:
-            self._tensorboard.flush()
-        if interrupted:
+        finally:
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+        if stop.requested:
             self.save_checkpoint()
             raise RunError(
                 f"interrupted at step {self.step}; checkpoint saved: continue with "
-                f"--resume {self.run.path}"
+                f"genlearn train --resume {self.run.path}"
             )
         return last
 
@@ -242,12 +277,13 @@ class Trainer:
 
     # ---- one epoch -------------------------------------------------------------------------
     def _train_epoch(
-        self, images, order, offset, steps_per_epoch, total_steps, progress, task, on_step
+        self, images, order, offset, total_steps, progress, task, on_step, stop
     ) -> None:
-        sums: dict[str, float] = {}
+        # the losses are summed on the device: reading them (a sync) happens only when logging
+        sums: dict[str, torch.Tensor] = {}
         count, window_start, window_images = 0, time.perf_counter(), 0
-        batch_size = self.config.batch_size
-        for index in range(offset, steps_per_epoch):
+        batch_size, last_index = self.config.batch_size, self.steps_per_epoch - 1
+        for index in range(offset, self.steps_per_epoch):
             lr = learning_rate(self.config, self.step, total_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -257,13 +293,18 @@ class Trainer:
             count += 1
             window_images += len(batch) * self.accelerator.num_processes
             for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + value
-            if count == self.config.log_every_steps or index == steps_per_epoch - 1:
+                sums[key] = sums[key] + value if key in sums else value
+            checkpoint_now = bool(self.config.checkpoint_every_steps) and (
+                self.step % self.config.checkpoint_every_steps == 0
+            )
+            # windows end at multiples of log_every_steps, so a resumed run logs the same steps
+            end_of_window = self.step % self.config.log_every_steps == 0 or index == last_index
+            if end_of_window or checkpoint_now or stop.requested:
+                means = self._window_means(sums, count)  # raises if the loss went non-finite
                 elapsed = time.perf_counter() - window_start
-                means = {key: value / count for key, value in sums.items()}
-                rate = window_images / max(elapsed, 1e-9)
-                epoch = self.step / steps_per_epoch
                 self.train_seconds += elapsed
+                rate = window_images / max(elapsed, 1e-9)
+                epoch = self.step / self.steps_per_epoch
                 self._log(
                     {
                         "epoch": round(epoch, 4),
@@ -278,32 +319,39 @@ class Trainer:
                 progress.update(task, info=info)
                 sums, count, window_start, window_images = {}, 0, time.perf_counter(), 0
             progress.update(task, completed=self.step)
-            if (
-                self.config.checkpoint_every_steps
-                and self.step % self.config.checkpoint_every_steps == 0
-            ):
+            if checkpoint_now:
                 self.save_checkpoint()
             if on_step is not None:
                 on_step(self.step)
+            if stop.requested:
+                return
 
-    def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
+    def _window_means(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+        """Means of a logging window; every process stops together if any loss is not finite
+        (one process raising alone would leave the others waiting in an all-reduce)."""
+        stacked = torch.stack([value.float() for value in sums.values()])
+        bad = (~torch.isfinite(stacked)).any().float().reshape(1)
+        if self.accelerator.reduce(bad, reduction="sum").item() > 0:
+            raise RunError(
+                f"the loss stopped being finite before step {self.step}: lower --lr "
+                f"(now {self.config.lr}) or use --grad-clip 1.0; the last checkpoint is intact"
+            )
+        return {
+            key: float(value) / count for key, value in zip(sums, stacked.tolist(), strict=True)
+        }
+
+    def _train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         generator = step_generator(
             self.seed, self.step, self.device, self.accelerator.process_index
         )
         with self.accelerator.autocast():
             out = self.model(batch, generator=generator)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise RunError(
-                f"the loss became {loss.item()} at step {self.step}: lower --lr "
-                f"(now {self.config.lr}) or use --grad-clip 1.0"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        self.accelerator.backward(loss)
+        self.accelerator.backward(out["loss"])
         if self.config.grad_clip > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return {key: float(value.detach()) for key, value in out.items()}
+        return {key: value.detach() for key, value in out.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -319,21 +367,36 @@ class Trainer:
         save_tensors_atomic(
             self.run.checkpoint_path,
             tensors,
-            {"step": self.step, "train_seconds": self.train_seconds, "optimizer": structure},
+            {
+                "step": self.step,
+                "steps_per_epoch": self.steps_per_epoch,
+                "num_processes": self.accelerator.num_processes,
+                "train_seconds": self.train_seconds,
+                "optimizer": structure,
+            },
         )
 
     def load_checkpoint(self) -> None:
         tensors, metadata = load_tensors(self.run.checkpoint_path)
-        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        model_state = model_state_from_checkpoint(tensors)
         try:
             self.unwrapped_model.load_state_dict(model_state)
         except RuntimeError as error:
             raise RunError(f"checkpoint does not fit this model: {str(error)[:200]}") from None
         optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
         self.optimizer.load_state_dict(optimizer_state)
+        saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
+        now = (self.accelerator.num_processes, self.steps_per_epoch)
+        if saved[1] is not None and saved != now:
+            raise RunError(
+                f"this run was trained with {saved[0]} process(es) and {saved[1]} steps per "
+                f"epoch; resume it the same way (now {now[0]} and {now[1]})"
+            )
         self.step = int(metadata["step"])
         self.train_seconds = float(metadata.get("train_seconds", 0.0))
-        self.run.truncate_log(after_step=self.step)
+        if self.accelerator.is_main_process:
+            self.run.truncate_log(after_step=self.step)
+        self.accelerator.wait_for_everyone()
 
     def save_weights(self, path) -> None:
         if self.accelerator.is_main_process:
@@ -382,9 +445,3 @@ class Trainer:
                 "TensorBoard logging needs the tensorboard package: pip install 'genlearn[tensorboard]'"
             ) from None
         return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
-
-
-def batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Consecutive float batches of a uint8 image tensor (for evaluation passes)."""
-    for start in range(0, len(images), batch_size):
-        yield as_float_images(images[start : start + batch_size])

@@ -228,3 +228,8 @@ def unflatten_optimizer_state(
     for param_id, values in structure["scalars"].items():
         state.setdefault(int(param_id), {}).update(values)
     return {"state": state, "param_groups": structure["param_groups"]}
+
+
+def model_state_from_checkpoint(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's weights inside a training checkpoint (stored under `model.`)."""
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
