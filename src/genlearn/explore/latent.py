@@ -834,7 +834,8 @@ def prior_gap_figure(
     zxy = _jitter_if_1d(plane.project(z), d, seed=1).numpy()
     grid = to_uint8_hwc(make_grid(decoded, nrow=math.ceil(math.sqrt(n_samples))))
     with figure_style():
-        fig = Figure(figsize=(12.4, 5.8), dpi=120)
+        # constrained layout keeps the two-line panel title clear of the figure title
+        fig = Figure(figsize=(12.4, 5.8), dpi=120, layout="constrained")
         left, right = fig.subplots(1, 2, width_ratios=[1.1, 1.0])
         dots = "codes of the data, z ~ q(z|x)" if _kind(model) == "VAE" else "codes of the data"
         left.scatter(
@@ -882,7 +883,6 @@ def prior_gap_figure(
         right.set_axis_off()
         right.set_title(f"What they decode to ({n_samples} samples)")
         fig.suptitle(f"{_title_kind(model)} (d = {d}): the data's codes vs the prior N(0, I)")
-        fig.tight_layout()
         what = (
             "draws z ~ q(z|x) for the test images"
             if _kind(model) == "VAE"

@@ -150,9 +150,12 @@ def as_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
 class StopOnInterrupt:
     """Within the block, Ctrl-C asks for a stop instead of raising at once, so training
     stops between steps: a checkpoint never holds weights one step ahead of its step
-    count. A second Ctrl-C interrupts immediately. (Off the main thread: no effect.)"""
+    count. A second Ctrl-C interrupts immediately. Off the main thread, and in a
+    distributed launch (where processes could stop at different steps and wait for each
+    other forever), Ctrl-C keeps its usual effect: resume from the last checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.requested = False
         self._previous = None
 
@@ -162,7 +165,7 @@ class StopOnInterrupt:
         self.requested = True
 
     def __enter__(self) -> StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -228,7 +231,7 @@ class Trainer:
         task = progress.add_task("train", total=total_steps, completed=self.step, info="")
         self._tensorboard = self._open_tensorboard() if self.config.tensorboard else None
         try:
-            with progress, StopOnInterrupt() as stop:
+            with progress, StopOnInterrupt(enabled=world == 1) as stop:
                 while self.step < total_steps and not stop.requested:
                     epoch, offset = divmod(self.step, self.steps_per_epoch)
                     order = epoch_order(len(train_images), self.seed, epoch, rank, world)
