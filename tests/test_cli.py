@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from genlearn.cli import main
+from genlearn.train.engine import TrainConfig
+from genlearn.workflows import train
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -25,6 +27,20 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = done.code if isinstance(done.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def train_tiny_vae(runs_dir: Path, config: TrainConfig, **options):
+    """A VAE on the built-in digits at 8 px, through the Python API (no progress bar)."""
+    return train(
+        "vae",
+        "digits",
+        image_size=8,
+        train_config=config,
+        runs_dir=runs_dir,
+        device="cpu",
+        show_progress=False,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -208,20 +224,8 @@ def test_help_everywhere(monkeypatch, capsys):
 
 
 def test_resume_continues_a_killed_run(tmp_path, monkeypatch, capsys):
-    from genlearn.train.engine import TrainConfig
-    from genlearn.workflows import train
-
     config = TrainConfig(epochs=2, batch_size=64, checkpoint_every_steps=5)
-    run = train(
-        "vae",
-        "digits",
-        image_size=8,
-        train_config=config,
-        runs_dir=tmp_path,
-        device="cpu",
-        stop_after_steps=12,
-        show_progress=False,
-    )
+    run = train_tiny_vae(tmp_path, config, stop_after_steps=12)
     assert not (run.path / "model.safetensors").exists()  # killed before the end
     code, _, _ = run_cli(monkeypatch, capsys, "train", "vae", "--resume", str(run.path))
     assert code == 0 and (run.path / "model.safetensors").is_file()
@@ -265,25 +269,13 @@ def test_distributed_training_with_two_processes(tmp_path):
 
 
 def test_seed_fixes_the_initial_weights(tmp_path):
-    from genlearn.train.engine import TrainConfig
     from genlearn.train.runs import load_tensors
-    from genlearn.workflows import train
 
     config = TrainConfig(epochs=1, batch_size=64)
     weights = []
     for _ in range(2):  # one process, so the global RNG has moved between the runs
         torch.rand(7)
-        run = train(
-            "vae",
-            "digits",
-            image_size=8,
-            train_config=config,
-            runs_dir=tmp_path,
-            device="cpu",
-            show_progress=False,
-            figures=False,
-            seed=3,
-        )
+        run = train_tiny_vae(tmp_path, config, figures=False, seed=3)
         weights.append(load_tensors(run.weights_path)[0])
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name

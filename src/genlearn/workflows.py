@@ -90,34 +90,18 @@ def train(
     `resume` continues a run from its checkpoint, with the configuration it was started with.
     """
     if resume is not None:
-        run = Run.open(resume)
-        config = run_config(run)
-        if family and family != config["family"]:
-            raise ConfigError(
-                f"{run.path} is a {config['family']} run, not {family}: "
-                f"resume it with genlearn train {config['family']} --resume {run.path}"
-            )
+        run, config = _resumed_config(resume, family)
         family, seed, device = config["family"], config["seed"], config.get("device", device)
         train_config = TrainConfig(**config["train"])
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
     else:
-        get_family(family)
         train_config = train_config or TrainConfig()
-        train_config.validate()
         dataset = load_data(data, image_size)
-        config = {
-            "family": family,
-            "genlearn_version": __version__,
-            "seed": seed,
-            "device": device,
-            # the dataset's own name: folder paths are absolute, so the run works from anywhere
-            "data": {"name": dataset.name, "image_size": dataset.image_size},
-            "model": model_config_for(family, dataset, **model_options),
-            "train": asdict(train_config),
-        }
+        config = _new_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed
-    model = build_model(family, config["model"])  # before the run directory: a bad option
-    if resume is None:  # leaves nothing behind
+    # the model is built before the run directory exists, so a bad option leaves nothing behind
+    model = build_model(family, config["model"])
+    if resume is None:
         run = create_shared_run(runs_dir, family, dataset.name.split(":")[0], device)
         if PartialState().is_main_process:  # the state made in create_shared_run
             run.write_config(config)
@@ -150,6 +134,41 @@ def train(
         if show_progress:
             console.print(f"report: {path}")
     return run
+
+
+def _resumed_config(path: str | Path, family: str | None) -> tuple[Run, dict[str, Any]]:
+    """The run to resume and its config; the family named on the command line must match."""
+    run = Run.open(path)
+    config = run_config(run)
+    if family and family != config["family"]:
+        raise ConfigError(
+            f"{run.path} is a {config['family']} run, not {family}: "
+            f"resume it with genlearn train {config['family']} --resume {run.path}"
+        )
+    return run, config
+
+
+def _new_config(
+    family: str,
+    dataset: ImageDataset,
+    train_config: TrainConfig,
+    seed: int,
+    device: str,
+    model_options: dict[str, Any],
+) -> dict[str, Any]:
+    """config.json of a new run: what is trained, on what, how."""
+    get_family(family)
+    train_config.validate()
+    return {
+        "family": family,
+        "genlearn_version": __version__,
+        "seed": seed,
+        "device": device,
+        # the dataset's own name: folder paths are absolute, so the run works from anywhere
+        "data": {"name": dataset.name, "image_size": dataset.image_size},
+        "model": model_config_for(family, dataset, **model_options),
+        "train": asdict(train_config),
+    }
 
 
 def create_shared_run(runs_dir: str | Path, family: str, data_name: str, device: str) -> Run:
