@@ -10,37 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli, train_tiny_vae
 
 from genlearn.cli import main
 from genlearn.train.engine import TrainConfig
-from genlearn.workflows import train
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Call the real entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["genlearn", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def train_tiny_vae(runs_dir: Path, config: TrainConfig, **options):
-    """A VAE on the built-in digits at 8 px, through the Python API (no progress bar)."""
-    return train(
-        "vae",
-        "digits",
-        image_size=8,
-        train_config=config,
-        runs_dir=runs_dir,
-        device="cpu",
-        show_progress=False,
-        **options,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +89,18 @@ def test_every_verb_on_a_trained_run(trained_runs, monkeypatch, capsys, tmp_path
         "-1,0,1",
     )
     assert code == 0 and "attribute" in out
-    code, out, _ = run_cli(monkeypatch, capsys, "evaluate", run, "--k", "5", "--num-images", "20")
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "evaluate",
+        run,
+        "--k",
+        "5",
+        "--num-images",
+        "20",
+        "--num-samples",
+        "200",
+    )
     assert code == 0
     results = json.loads(out.strip().splitlines()[-1])
     assert results["test_iwae_k"] == 5 and results["test_images"] == 20
@@ -127,7 +111,16 @@ def test_every_verb_on_a_trained_run(trained_runs, monkeypatch, capsys, tmp_path
     assert run_cli(monkeypatch, capsys, "report", run, "-o", str(tmp_path / "one.html"))[0] == 0
     assert (tmp_path / "one.html").is_file()
     ae_results = json.loads(
-        run_cli(monkeypatch, capsys, "evaluate", str(trained_runs["ae"]), "--num-images", "20")[1]
+        run_cli(
+            monkeypatch,
+            capsys,
+            "evaluate",
+            str(trained_runs["ae"]),
+            "--num-images",
+            "20",
+            "-s",
+            "0",
+        )[1]
         .strip()
         .splitlines()[-1]
     )
@@ -218,6 +211,9 @@ def test_help_everywhere(monkeypatch, capsys):
         "report",
         "datasets",
         "tour",
+        "fid",
+        "neighbours",
+        "metrics",
     ):
         code, out, _ = run_cli(monkeypatch, capsys, verb, "--help")
         assert code == 0 and "Usage" in out, verb

@@ -269,6 +269,25 @@ def attribute(
     out.print(attribute_run(run, name, indices, amounts, device=device))
 
 
+NumSamples = Annotated[
+    int,
+    typer.Option(
+        "--num-samples",
+        "-s",
+        help="Samples drawn for FID/KID/precision/recall/novelty: fewer is faster, with larger "
+        "standard errors (0: skip).",
+    ),
+]
+Features = Annotated[
+    str,
+    typer.Option(
+        "--features",
+        help="Feature spaces, comma-separated: auto, inception, efficientnet-lite0, mnist-cnn "
+        "(or <data>-cnn), pixels.",
+    ),
+]
+
+
 @app.command(no_args_is_help=True)
 def evaluate(
     run: RunPath,
@@ -278,26 +297,208 @@ def evaluate(
     num_images: Annotated[
         int | None, typer.Option("--num-images", help="Evaluate on the first N test images only.")
     ] = None,
+    num_samples: NumSamples = 5000,
+    features: Features = "auto",
+    reference_size: Annotated[
+        int | None,
+        typer.Option(
+            "--reference-size",
+            help="Training images used as reference (default: all, or 10,000 for ImageNet "
+            "networks).",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Bootstrap resamples for FID's standard error.")
+    ] = 10,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Test ELBO, reconstruction error and IWAE NLL (nats), with standard errors."""
+    """Every metric that applies: likelihood (VAE), FID/KID, precision/recall, novelty."""
     from genlearn.workflows import evaluate_run
 
     if k < 0:
         raise ConfigError("--k must be 0 (skip IWAE) or positive")
     if num_images is not None:
         _positive(num_images, "--num-images")
+    if num_samples < 0 or num_samples == 1:
+        raise ConfigError("--num-samples must be 0 (skip) or at least 2")
+    if reference_size is not None:
+        _positive(reference_size, "--reference-size")
     start = time.perf_counter()
-    results = evaluate_run(run, iwae_k=k, num_images=num_images, seed=seed, device=device)
-    table = Table(title=f"evaluation of {run}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in results.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    out.print(table)
+    results = evaluate_run(
+        run,
+        iwae_k=k,
+        num_images=num_images,
+        num_samples=num_samples,
+        features=features,
+        reference_size=reference_size,
+        bootstrap=bootstrap,
+        seed=seed,
+        device=device,
+    )
+    _print_likelihood(results, run)
+    if "sample_quality" in results:
+        out.print(_quality_table(results["sample_quality"]))
+        out.print(f"neighbours figure: {Path(run) / 'figures' / 'neighbours.png'}")
     out.print(f"({time.perf_counter() - start:.1f} s; written to {Path(run) / 'metrics.json'})")
     print(json.dumps(results))
+
+
+def _print_likelihood(results: dict, run: Path) -> None:
+    rows = {k: v for k, v in results.items() if not isinstance(v, dict)}
+    if not rows:
+        return
+    table = Table(title=f"likelihood of {run}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+def _quality_table(quality: dict) -> Table:
+    """Sample quality per feature space: samples beside held-out real images (the floor)."""
+    from genlearn.report.html import QUALITY_ROWS, format_metric
+
+    table = Table(
+        title=f"sample quality and novelty of {quality['num_samples']:,} samples",
+        caption=f"real: {quality['num_real']:,} held-out real images, the best a model can "
+        "score; near-copies: closer to a training image than 99% of training images come to "
+        "another",
+    )
+    table.add_column("metric")
+    spaces = quality["spaces"]
+    for space in spaces.values():
+        table.add_column(f"{space['label']}\nsamples", justify="right")
+        if quality["num_real"]:
+            table.add_column(f"{space['label']}\nreal", justify="right")
+    for row in QUALITY_ROWS:
+        cells = []
+        for space in spaces.values():
+            sides = [space["samples"]] + ([space["real"]] if quality["num_real"] else [])
+            cells += [format_metric(side, row.key) for side in sides]
+        if any(cell != "—" for cell in cells):
+            table.add_row(row.short or row.label, *cells)
+    return table
+
+
+@app.command(no_args_is_help=True)
+def fid(
+    first: Annotated[
+        str, typer.Argument(help="Folder, .npz (images or mu/sigma), dataset:NAME[:test].")
+    ],
+    second: Annotated[str, typer.Argument(help="The other set, in any of the same forms.")],
+    features: Annotated[
+        str,
+        typer.Option(
+            "--features",
+            help="auto (Inception when its weights are at hand, else EfficientNet-Lite0; the "
+            "MNIST network for small grey images), inception, efficientnet-lite0, mnist-cnn.",
+        ),
+    ] = "auto",
+    num_samples: Annotated[
+        int | None,
+        typer.Option("--num-samples", "-s", help="Use a random N images of each set."),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Bootstrap resamples for FID's standard error.")
+    ] = 10,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """FID (and KID) between two image sets, like the well-known FID tools."""
+    from genlearn.metrics.image_sets import load_image_set
+    from genlearn.metrics.quality import compare_image_sets, fid_space
+
+    if num_samples is not None:
+        _positive(num_samples, "--num-samples")
+    start = time.perf_counter()
+    sets = [load_image_set(spec, limit=num_samples, seed=seed) for spec in (first, second)]
+    space = fid_space(features, sets)
+    figures = compare_image_sets(
+        sets[0], sets[1], space, device=device, bootstrap=bootstrap, seed=seed
+    )
+    label = "FID" if space == "inception" else f"FID ({space})"
+    out.print(f"{label}: {_with_error(figures['fid'], figures['fid_stderr'])}")
+    if "kid" in figures:
+        kid_label = "KID" if space == "inception" else f"KID ({space})"
+        out.print(f"{kid_label}: {_with_error(figures['kid'], figures['kid_stderr'])}")
+    seconds = time.perf_counter() - start
+    out.print(f"({sets[0].count:,} vs {sets[1].count:,} images, {seconds:.1f} s)")
+    print(json.dumps({"features": space, **figures, "seconds": round(seconds, 2)}))
+
+
+def _with_error(value: float, error: float) -> str:
+    from genlearn.report.html import format_with_error
+
+    return format_with_error(value, error) if error == error else f"{value:.4g}"
+
+
+@app.command(no_args_is_help=True)
+def neighbours(
+    run: RunPath,
+    n: Annotated[int, typer.Option("-n", help="Samples shown (the most copy-like first).")] = 16,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-s", help="Samples searched for copies.")
+    ] = 1000,
+    features: Features = "auto",
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Each sample beside its 3 nearest training images, in pixel and feature space."""
+    from genlearn.workflows import neighbours_run
+
+    _positive(n, "-n")
+    if num_samples < max(n, 2):
+        raise ConfigError(f"--num-samples must be at least -n ({n}) and 2")
+    path, quality = neighbours_run(
+        run, n, num_samples=num_samples, features=features, seed=seed, device=device
+    )
+    for result in quality.spaces:
+        share = result.samples["near_copy_share"] * 100
+        stderr = result.samples["near_copy_stderr"] * 100
+        out.print(
+            f"near-copies in {result.label}: {share:.1f}% ± {stderr:.1f}% of "
+            f"{quality.num_samples:,} samples (threshold {result.novelty.threshold:.4g}: closer "
+            f"than 99% of training images come to another training image)"
+        )
+    out.print(path)
+
+
+metrics_app = typer.Typer(help="Feature networks for the quality metrics.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+
+
+@metrics_app.command("train-features")
+def train_features(
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="A labelled grey dataset: mnist, fashion-mnist…")
+    ] = "mnist",
+    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 4,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for <data>-cnn.safetensors (default: the cache, where evaluate finds it).",
+        ),
+    ] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Train the small domain feature network used for FID on 28x28 grey data."""
+    from genlearn.backbones.domain_cnn import train_domain_network
+    from genlearn.metrics.features import trained_features_dir
+
+    _positive(epochs, "--epochs")
+    folder = output or trained_features_dir()
+    info = train_domain_network(data, out_dir=folder, epochs=epochs, seed=seed, device=device)
+    out.print(
+        f"{info.name}: held-out accuracy {info.test_accuracy * 100:.2f}% on "
+        f"{info.test_images:,} test images ({info.train_seconds:.0f} s) -> "
+        f"{folder / (info.name + '.safetensors')}"
+    )
+    print(json.dumps({"name": info.name, "test_accuracy": info.test_accuracy}))
 
 
 @app.command(no_args_is_help=True)

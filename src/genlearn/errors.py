@@ -20,3 +20,7 @@ class ConfigError(GenlearnError):
 
 class RunError(GenlearnError):
     """A run directory is missing, incomplete or of the wrong kind."""
+
+
+class WeightsError(GenlearnError):
+    """Pretrained weights cannot be found, downloaded, verified or loaded."""

@@ -22,10 +22,14 @@ from rich.console import Console
 
 from genlearn import __version__
 from genlearn.data import ImageDataset, get_dataset
+from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
+from genlearn.explore.neighbours import neighbours_figure
 from genlearn.explore.suite import standard_figures
+from genlearn.metrics.features import parse_spaces
 from genlearn.metrics.likelihood import evaluate_likelihood
+from genlearn.metrics.quality import QualityReport, evaluate_samples
 from genlearn.models import build_model, get_family
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlearn.report.html import write_report
@@ -256,25 +260,154 @@ def evaluate_run(
     *,
     iwae_k: int = 1000,
     num_images: int | None = None,
+    num_samples: int = 5000,
+    features: str = "auto",
+    reference_size: int | None = None,
+    bootstrap: int = 10,
     seed: int = 0,
     device: str = "auto",
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Test ELBO, reconstruction error and IWAE NLL, written into metrics.json and the report."""
+    """Every metric that applies to the run, written into metrics.json and the report.
+
+    The likelihood (test ELBO, reconstruction, IWAE NLL) for models that have one, then sample
+    quality and novelty (FID, KID, precision/recall, density/coverage, near-copies) from
+    `num_samples` samples in each feature space, and the neighbours figure.
+    """
     model, data, run = load_run(path, device=device)
-    images = data.test_images[:num_images] if num_images else data.test_images
-    report = evaluate_likelihood(
-        model,
-        images,
-        iwae_k=iwae_k,
-        seed=seed,
-        device=next(model.parameters()).device,
-        show_progress=show_progress,
-    )
-    results = {f"test_{k}": v for k, v in report.as_dict().items()}
+    results: dict[str, Any] = {}
+    if hasattr(model, "iwae_bound"):
+        images = data.test_images[:num_images] if num_images else data.test_images
+        report = evaluate_likelihood(
+            model,
+            images,
+            iwae_k=iwae_k,
+            seed=seed,
+            device=next(model.parameters()).device,
+            show_progress=show_progress,
+        )
+        results.update({f"test_{k}": v for k, v in report.as_dict().items()})
+    if num_samples > 0:
+        quality = _sample_quality(
+            model,
+            data,
+            run,
+            num_samples,
+            features,
+            reference_size,
+            bootstrap,
+            seed,
+            device,
+            show_progress,
+        )
+        results["sample_quality"] = quality.as_dict()
     run.write_evaluation(results)
     write_report(run.path)
     return results
+
+
+def _sample_quality(
+    model: torch.nn.Module,
+    data: ImageDataset,
+    run: Run,
+    num_samples: int,
+    features: str,
+    reference_size: int | None,
+    bootstrap: int,
+    seed: int,
+    device: str,
+    show_progress: bool,
+) -> QualityReport:
+    spaces = parse_spaces(features, data.name, data.channels)
+    samples = generate_samples(model, num_samples, seed=seed, show_progress=show_progress)
+    quality = evaluate_samples(
+        samples,
+        data.train_images,
+        data.test_images,
+        spaces,
+        device=device,
+        reference_size=reference_size,
+        bootstrap=bootstrap,
+        seed=seed,
+        show_progress=show_progress,
+    )
+    _neighbours_figure(quality, samples, data, run.figures_dir / "neighbours.png")
+    return quality
+
+
+@torch.no_grad()
+def generate_samples(
+    model: torch.nn.Module,
+    n: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 500,
+    show_progress: bool = True,
+) -> torch.Tensor:
+    """n samples as uint8 [n, C, H, W], quantised like saved PNGs (as evaluation tools expect).
+
+    The noise comes from one seeded CPU generator, so a seed gives the same samples on any
+    device. Every model family provides `sample(n, generator)` -> images in [0, 1].
+    """
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    with progress_bar("sampling", n, show=show_progress, unit="images") as advance:
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            images = model.sample(count, generator=generator)
+            batches.append((images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+            advance(count)
+    return torch.cat(batches)
+
+
+def _neighbours_figure(
+    quality: QualityReport, samples: torch.Tensor, data: ImageDataset, target: Path, n: int = 16
+) -> Path:
+    """Samples beside their 3 nearest training images, in pixels and the first network space."""
+    by_space = {result.space: result for result in quality.spaces}
+    shown = [by_space[s] for s in ("pixels",) if s in by_space]
+    shown += [r for r in quality.spaces if r.space != "pixels"][:1]
+    spaces = [result.neighbours(k=3) for result in shown]
+    copies = ", ".join(f"{r.samples['near_copy_share'] * 100:.1f}% in {r.label}" for r in shown)
+    closest = (min(n, len(samples)) + 1) // 2
+    caption = (
+        f"Left: the {closest} of {len(samples):,} samples closest to a training image; right: "
+        f"random samples. Each is shown beside its 3 nearest training images (the numbers are "
+        f"distances). A red frame marks a near-copy: closer to a training image than 99% of "
+        f"training images are to their own nearest neighbour. Near-copies among all samples: "
+        f"{copies}."
+    )
+    return neighbours_figure(samples, data.train_images, spaces, target, n=n, caption=caption)
+
+
+def neighbours_run(
+    path: str | Path,
+    n: int = 16,
+    *,
+    num_samples: int = 1000,
+    features: str = "auto",
+    seed: int = 0,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> tuple[Path, QualityReport]:
+    """Each of the n most copy-like of `num_samples` samples beside its nearest training images."""
+    model, data, run = load_run(path, device=device)
+    spaces = parse_spaces(features, data.name, data.channels)
+    if "pixels" not in spaces:
+        spaces = ["pixels", *spaces]
+    samples = generate_samples(model, num_samples, seed=seed, show_progress=show_progress)
+    quality = evaluate_samples(
+        samples,
+        data.train_images,
+        None,
+        spaces,
+        device=device,
+        seed=seed,
+        show_progress=show_progress,
+        bootstrap=0,
+    )
+    target = run.figures_dir / "neighbours.png"
+    return _neighbours_figure(quality, samples, data, target, n=n), quality
 
 
 # ---- the exploring verbs, one function each (the CLI calls these) ----------------------------

@@ -106,7 +106,7 @@ def resolve_file(
             return download(url, dataset_cache_dir(dataset) / filename, sha256)
         # HTTPException: e.g. IncompleteRead when the connection drops mid-transfer.
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-            reason = f"download failed: {_describe(error)}"
+            reason = f"download failed: {describe_error(error)}"
     raise DataError(
         f"{dataset} file {filename} not found: put it in {where_to_put(dataset)} ({reason})"
     )
@@ -148,7 +148,7 @@ def _fetch(url: str, fd: int, label: str) -> str:
     return digest.hexdigest()
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     """One line for a network error (URLError wraps the useful part in `.reason`)."""
     reason = getattr(error, "reason", None) or error
     return " ".join(str(reason).split()) or type(error).__name__

@@ -46,6 +46,7 @@ FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
     ("Prior gap", ("gap",)),
     ("Interpolation", ("interp",)),
     ("Attributes", ("attr", "vector")),
+    ("Nearest training images", ("neighbour",)),
 ]
 FAMILY_NAMES = {
     "vae": "Variational autoencoder",
@@ -100,7 +101,6 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "test_kl_nats": MetricInfo("Test KL term"),
     "iwae_nll_nats": MetricInfo("Negative log-likelihood, IWAE bound", LOWER),
     "iwae_k": MetricInfo("IWAE importance samples k", unit="samples/image"),
-    "fid": MetricInfo("FID", LOWER),
     "bits_per_dim": MetricInfo("Bits per dimension", LOWER),
 }
 # metric-name suffix -> unit; the first match wins
@@ -111,6 +111,60 @@ UNIT_SUFFIXES: list[tuple[tuple[str, ...], str]] = [
     (("_seconds", "_s"), "s"),
     (("_pct", "_percent"), "%"),
 ]
+
+
+class QualityRow(NamedTuple):
+    key: str  # in each side of metrics.json's sample_quality.spaces.<space>
+    label: str
+    hint: str
+    stderr: str  # key of its standard error
+    percent: bool = False
+    short: str = ""  # for narrow tables (the terminal); the label when empty
+
+
+# the sample-quality table: distribution metrics, then novelty (see genlearn.metrics.quality)
+QUALITY_ROWS: list[QualityRow] = [
+    QualityRow("fid", "FID", LOWER, "fid_stderr"),
+    QualityRow("kid", "KID", LOWER, "kid_stderr"),
+    QualityRow(
+        "precision",
+        "Precision: samples that look real",
+        HIGHER,
+        "precision_stderr",
+        short="precision",
+    ),
+    QualityRow("recall", "Recall: data the samples cover", HIGHER, "recall_stderr", short="recall"),
+    QualityRow("density", "Density", HIGHER, "density_stderr"),
+    QualityRow("coverage", "Coverage", HIGHER, "coverage_stderr"),
+    QualityRow("inception_score", "Inception Score", HIGHER, "inception_score_stderr"),
+    QualityRow(
+        "near_copy_share",
+        "Near-copies of training images (%)",
+        "about 1% is what new real images score",
+        "near_copy_stderr",
+        percent=True,
+        short="near-copies (%)",
+    ),
+    QualityRow(
+        "novelty_ratio",
+        "Novelty ratio: median distance to the nearest training image, over real data's",
+        "about 1 is as new as real data; far below 1 is copying",
+        "novelty_ratio_stderr",
+        short="novelty ratio",
+    ),
+]
+
+
+def format_metric(side: dict[str, Any], key: str) -> str:
+    """One quality figure with its standard error ("12.3 ± 0.4"), or a dash when absent."""
+    row = next((r for r in QUALITY_ROWS if r.key == key), QualityRow(key, key, "", f"{key}_stderr"))
+    value, error = side.get(row.key), side.get(row.stderr)
+    if not _is_number(value):
+        return "—"
+    scale = 100.0 if row.percent else 1.0
+    if _is_number(error) and math.isfinite(error) and error > 0:
+        return format_with_error(value * scale, error * scale)
+    return format_value(float(value) * scale)
 
 
 # ---- reading a run ---------------------------------------------------------------------------
@@ -245,8 +299,9 @@ def metric_rows(metrics: dict[str, Any]) -> list[str]:
 
 
 def run_metrics(run: Run) -> dict[str, Any]:
-    """metrics.json, plus the last test loss/recon/KL logged in metrics.jsonl (when not there)."""
-    metrics = run.read_evaluation()
+    """metrics.json's flat figures, plus the last test loss/recon/KL logged in metrics.jsonl
+    (when not there). Nested sections (sample_quality) have their own table."""
+    metrics = {k: v for k, v in run.read_evaluation().items() if not isinstance(v, dict)}
     tests = [r for r in run.read_log() if r.get("split") == "test"]
     if not tests:
         return metrics
@@ -353,6 +408,8 @@ th, td { padding: 5px 12px 5px 0; border-bottom: 1px solid var(--line); text-ali
 th { font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.unit, td.missing, .empty { color: var(--muted); }
+table.quality thead th { text-align: center; padding: 5px 12px; }
+table.quality td.num { padding-left: 18px; }
 .hint { display: block; font-weight: 400; font-size: .8rem; color: var(--muted); }
 td.key { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: .85rem; color: #374151; }
@@ -438,6 +495,7 @@ def _training_length(train: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
+    metrics = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     if not metrics:
         return '<p class="empty">No evaluation results (metrics.json) for this run.</p>'
     rows = "".join(
@@ -449,6 +507,65 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
         '<table class="metrics"><thead><tr><th>Metric</th><th>Value</th><th>Unit</th>'
         f"</tr></thead><tbody>{rows}</tbody></table>"
     )
+
+
+def _quality_section(metrics: dict[str, Any]) -> str:
+    """Sample quality and novelty: per feature space, the samples beside held-out real images."""
+    quality = metrics.get("sample_quality")
+    if not isinstance(quality, dict) or not isinstance(quality.get("spaces"), dict):
+        return ""
+    spaces = quality["spaces"]
+    with_real = bool(quality.get("num_real"))
+    sides = ["samples", "real"] if with_real else ["samples"]
+    top = "".join(
+        f'<th colspan="{len(sides)}">{esc(space.get("label", name))}'
+        f'<span class="hint">{esc(_space_note(space))}</span></th>'
+        for name, space in spaces.items()
+    )
+    sub = "".join(
+        "".join(f"<th>{'samples' if side == 'samples' else 'held-out real'}</th>" for side in sides)
+        for _ in spaces
+    )
+    rows = []
+    for row in QUALITY_ROWS:
+        cells = [
+            format_metric(space.get(side, {}), row.key)
+            for space in spaces.values()
+            for side in sides
+        ]
+        if all(cell == "—" for cell in cells):
+            continue
+        hint = f'<span class="hint">{esc(row.hint)}</span>' if row.hint else ""
+        tds = "".join(
+            MISSING_CELL if cell == "—" else f'<td class="num">{esc(cell)}</td>' for cell in cells
+        )
+        rows.append(f"<tr><th>{esc(row.label)}{hint}</th>{tds}</tr>")
+    intro = (
+        f"{format_value(quality.get('num_samples', 0))} samples"
+        + (
+            ", and as many held-out real images: their column is the best a model can score at "
+            "this sample size"
+            if with_real
+            else ""
+        )
+        + ". Each figure is ± one standard error. A near-copy lies closer to a training image "
+        "than 99% of training images lie to their own nearest neighbour."
+    )
+    return (
+        f'<h2>Sample quality and novelty</h2><p>{esc(intro)}</p><table class="metrics quality">'
+        f"<thead><tr><th></th>{top}</tr><tr><th>Metric</th>{sub}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _space_note(space: dict[str, Any]) -> str:
+    count = space.get("reference_images")
+    reference = f"vs {format_value(count)} training images" if _is_number(count) else ""
+    if space.get("standard_fid"):
+        return f"standard FID features; {reference}"
+    if space.get("label") == "pixels":
+        return f"raw pixels, for novelty only; {reference}"
+    return f"not comparable with published FID; {reference}"
 
 
 def _config_table(config: dict[str, Any]) -> str:
@@ -503,6 +620,7 @@ def write_report(
         "</div><div><h2>Configuration</h2>",
         _config_table(run.config),
         "</div></div>",
+        _quality_section(run.read_evaluation()),
         "<h2>Figures</h2>",
         f"<nav>{nav}</nav>" if nav else '<p class="empty">No figures yet.</p>',
     ]
@@ -587,7 +705,33 @@ def _side_by_side_metrics(runs: list[Run]) -> str:
     for key in keys:
         cells = "".join(_metric_cell(m, key) for m in metrics)
         rows.append(f"<tr>{_metric_th(key, True)}{cells}</tr>")
+    rows += _side_by_side_quality(runs)
     return _compare_table(runs, "".join(rows), label="Metric")
+
+
+def _side_by_side_quality(runs: list[Run]) -> list[str]:
+    """One row per (quality figure, feature space) that any run has, samples only."""
+    per_run = []
+    for run in runs:
+        quality = run.read_evaluation().get("sample_quality")
+        spaces = quality.get("spaces", {}) if isinstance(quality, dict) else {}
+        per_run.append(spaces if isinstance(spaces, dict) else {})
+    names = list(dict.fromkeys(name for spaces in per_run for name in spaces))
+    rows = []
+    for name in names:
+        for row in QUALITY_ROWS:
+            cells = [
+                format_metric(spaces.get(name, {}).get("samples", {}), row.key)
+                for spaces in per_run
+            ]
+            if all(cell == "—" for cell in cells):
+                continue
+            label = next(s[name].get("label", name) for s in per_run if name in s)
+            tds = "".join(
+                MISSING_CELL if c == "—" else f'<td class="num">{esc(c)}</td>' for c in cells
+            )
+            rows.append(f"<tr><th>{esc(row.label)} ({esc(label)})</th>{tds}</tr>")
+    return rows
 
 
 def _config_differences(runs: list[Run]) -> str:
