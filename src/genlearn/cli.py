@@ -338,7 +338,8 @@ def evaluate(
     )
     _print_likelihood(results, run)
     if "sample_quality" in results:
-        out.print(_quality_table(results["sample_quality"]))
+        # wide enough for "value ± error" on one line even when piped (rich's default: 80)
+        out.print(_quality_table(results["sample_quality"]), width=max(out.width, 120))
         out.print(f"neighbours figure: {Path(run) / 'figures' / 'neighbours.png'}")
     out.print(f"({time.perf_counter() - start:.1f} s; written to {Path(run) / 'metrics.json'})")
     print(json.dumps(results))
@@ -407,6 +408,7 @@ def fid(
     device: Device = "auto",
 ) -> None:
     """FID (and KID) between two image sets, like the well-known FID tools."""
+    from genlearn.metrics.features import space_label
     from genlearn.metrics.image_sets import load_image_set
     from genlearn.metrics.quality import compare_image_sets, fid_space
 
@@ -418,11 +420,11 @@ def fid(
     figures = compare_image_sets(
         sets[0], sets[1], space, device=device, bootstrap=bootstrap, seed=seed
     )
-    label = "FID" if space == "inception" else f"FID ({space})"
-    out.print(f"{label}: {_with_error(figures['fid'], figures['fid_stderr'])}")
+    # only Inception features give the standard, published-comparable FID
+    named = "" if space == "inception" else f" ({space_label(space)})"
+    out.print(f"FID{named}: {_with_error(figures['fid'], figures['fid_stderr'])}")
     if "kid" in figures:
-        kid_label = "KID" if space == "inception" else f"KID ({space})"
-        out.print(f"{kid_label}: {_with_error(figures['kid'], figures['kid_stderr'])}")
+        out.print(f"KID{named}: {_with_error(figures['kid'], figures['kid_stderr'])}")
     seconds = time.perf_counter() - start
     out.print(f"({sets[0].count:,} vs {sets[1].count:,} images, {seconds:.1f} s)")
     print(json.dumps({"features": space, **figures, "seconds": round(seconds, 2)}))
@@ -493,12 +495,9 @@ def train_features(
     _positive(epochs, "--epochs")
     folder = output or trained_features_dir()
     info = train_domain_network(data, out_dir=folder, epochs=epochs, seed=seed, device=device)
-    out.print(
-        f"{info.name}: held-out accuracy {info.test_accuracy * 100:.2f}% on "
-        f"{info.test_images:,} test images ({info.train_seconds:.0f} s) -> "
-        f"{folder / (info.name + '.safetensors')}"
+    print(
+        json.dumps({"name": info.name, "test_accuracy": info.test_accuracy, "folder": str(folder)})
     )
-    print(json.dumps({"name": info.name, "test_accuracy": info.test_accuracy}))
 
 
 @app.command(no_args_is_help=True)

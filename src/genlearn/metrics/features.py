@@ -97,6 +97,12 @@ class FeatureExtractor:
 
 # ---- the extractors ---------------------------------------------------------------------------
 EXTRACTORS = ("inception", "efficientnet-lite0", "mnist-cnn", "pixels")
+LABELS = {"inception": "Inception V3", "efficientnet-lite0": "EfficientNet-Lite0"}
+
+
+def space_label(name: str) -> str:
+    """How figures name a space: "Inception V3", "EfficientNet-Lite0", "MNIST-CNN"..."""
+    return LABELS.get(name) or name.upper().replace("FASHION-MNIST", "Fashion-MNIST")
 
 
 def get_extractor(name: str, device: str = "cpu") -> FeatureExtractor:
@@ -133,7 +139,7 @@ def _inception() -> FeatureExtractor:
     path = resolve_weights(FID_INCEPTION)
     return FeatureExtractor(
         "inception",
-        "Inception V3",
+        space_label("inception"),
         fid_inception_v3(path),
         fid_preprocess,
         file_fingerprint(path),
@@ -154,7 +160,7 @@ def _efficientnet() -> FeatureExtractor:
     path = resolve_weights(EFFICIENTNET_LITE0)
     return FeatureExtractor(
         "efficientnet-lite0",
-        "EfficientNet-Lite0",
+        space_label("efficientnet-lite0"),
         efficientnet_lite0(path),
         efficientnet_preprocess,
         file_fingerprint(path),
@@ -170,7 +176,7 @@ def _domain(name: str) -> FeatureExtractor:
     network, info = load_domain_network(path, name=name)
     return FeatureExtractor(
         name,
-        name.upper().replace("FASHION-MNIST", "Fashion-MNIST"),
+        space_label(name),
         network,
         domain_preprocess,
         file_fingerprint(path),

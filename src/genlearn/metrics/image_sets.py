@@ -81,9 +81,16 @@ def _folder_images(folder: Path) -> torch.Tensor:
     images, _, colour = read_images(files, size, folder.name)
     if len(images) == 0:
         raise DataError(f"no image in {folder} could be read")
-    if not colour.any():
+    if not colour.any() or _grey_in_rgb(images):
         images = images[..., :1]
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def _grey_in_rgb(images: np.ndarray) -> bool:
+    """RGB files whose channels agree (grey saved as RGB JPEG/PNG) are grey: they must meet
+    grey images in the same feature space, and the JPEG codec leaves only ±2 levels of skew."""
+    spread = images.max(axis=-1).astype(np.int16) - images.min(axis=-1).astype(np.int16)
+    return bool(spread.max() <= 2)
 
 
 def _first_size(path: Path) -> int:

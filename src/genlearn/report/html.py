@@ -134,8 +134,8 @@ QUALITY_ROWS: list[QualityRow] = [
         short="precision",
     ),
     QualityRow("recall", "Recall: data the samples cover", HIGHER, "recall_stderr", short="recall"),
-    QualityRow("density", "Density", HIGHER, "density_stderr"),
-    QualityRow("coverage", "Coverage", HIGHER, "coverage_stderr"),
+    QualityRow("density", "Density", HIGHER, "density_stderr", short="density"),
+    QualityRow("coverage", "Coverage", HIGHER, "coverage_stderr", short="coverage"),
     QualityRow("inception_score", "Inception Score", HIGHER, "inception_score_stderr"),
     QualityRow(
         "near_copy_share",
@@ -541,7 +541,7 @@ def _quality_section(metrics: dict[str, Any]) -> str:
         )
         rows.append(f"<tr><th>{esc(row.label)}{hint}</th>{tds}</tr>")
     intro = (
-        f"{format_value(quality.get('num_samples', 0))} samples"
+        f"{_count(quality.get('num_samples'))} samples"
         + (
             ", and as many held-out real images: their column is the best a model can score at "
             "this sample size"
@@ -558,9 +558,13 @@ def _quality_section(metrics: dict[str, Any]) -> str:
     )
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if _is_number(value) else "?"
+
+
 def _space_note(space: dict[str, Any]) -> str:
     count = space.get("reference_images")
-    reference = f"vs {format_value(count)} training images" if _is_number(count) else ""
+    reference = f"vs {_count(count)} training images" if _is_number(count) else ""
     if space.get("standard_fid"):
         return f"standard FID features; {reference}"
     if space.get("label") == "pixels":
@@ -615,12 +619,12 @@ def write_report(
         f"<header><h1>{esc(_run_title(run))}</h1>",
         f'<p class="meta">Run folder: {esc(run.path.resolve())}</p></header>',
         f'<h2>What this run is</h2><p class="lead">{esc(describe_run(run))}</p>',
+        _quality_section(run.read_evaluation()),
         '<div class="columns"><div><h2>Metrics</h2>',
         _metrics_table(run_metrics(run)),
         "</div><div><h2>Configuration</h2>",
         _config_table(run.config),
         "</div></div>",
-        _quality_section(run.read_evaluation()),
         "<h2>Figures</h2>",
         f"<nav>{nav}</nav>" if nav else '<p class="empty">No figures yet.</p>',
     ]
