@@ -408,9 +408,9 @@ def fid(
     device: Device = "auto",
 ) -> None:
     """FID (and KID) between two image sets, like the well-known FID tools."""
+    from genlearn.metrics.compare import compare_image_sets, fid_space
     from genlearn.metrics.features import space_label
     from genlearn.metrics.image_sets import load_image_set
-    from genlearn.metrics.quality import compare_image_sets, fid_space
 
     if num_samples is not None:
         _positive(num_samples, "--num-samples")
