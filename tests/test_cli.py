@@ -171,6 +171,9 @@ def test_bad_verb_arguments_on_a_run(trained_runs, monkeypatch, capsys):
         (["attribute", run, "--attribute", "7", "--images", ""], "--images"),
         (["attribute", run, "--attribute", "7", "--strengths", ","], "--strengths"),
         (["train", "ae", "--resume", run], "is a vae run"),
+        (["evaluate", run, "--num-samples", "5"], "at least 10"),
+        (["neighbours", run, "-n", "2", "--num-samples", "3"], "at least 10"),
+        (["evaluate", run, "--features", "vgg"], "unknown feature space"),
     ]:
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and message in err, (args, err)

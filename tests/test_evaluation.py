@@ -13,8 +13,8 @@ from helpers import run_cli, train_tiny_vae
 from PIL import Image
 
 from genlearn.data import get_dataset
-from genlearn.errors import DataError
-from genlearn.explore.neighbours import NeighbourSpace, closest_first
+from genlearn.errors import ConfigError, DataError
+from genlearn.explore.neighbours import NeighbourSpace, closest_first, pick_rows
 from genlearn.metrics.features import get_extractor
 from genlearn.metrics.image_sets import as_uint8_nchw, load_image_set
 from genlearn.metrics.quality import evaluate_samples
@@ -110,10 +110,40 @@ def test_real_column_scores_like_real_data(digits):
         show_progress=False,
     )
     (result,) = report.spaces
-    assert report.num_real == 200
-    assert result.real["near_copy_share"] < 0.1 < result.samples["near_copy_share"]
-    assert result.real["fid"] > 0 and result.samples["fid_stderr"] > 0
-    assert 0.5 < result.real["precision"] <= 1.0
+    assert report.num_held_out == 200
+    assert result.held_out["near_copy_share"] < 0.1 < result.samples["near_copy_share"]
+    assert result.held_out["fid"] > 0 and result.samples["fid_stderr"] > 0
+    assert 0.5 < result.held_out["precision"] <= 1.0
+
+
+def test_held_out_column_is_a_random_subset_of_the_same_size(digits):
+    report = evaluate_samples(
+        digits.train_images[:100],
+        digits.train_images,
+        digits.test_images,
+        ["pixels"],
+        show_progress=False,
+    )
+    assert report.num_held_out == 100
+    assert report.spaces[0].training_images == len(digits.train_images)
+    from genlearn.metrics.quality import _held_out_subset
+
+    subset = _held_out_subset(digits.test_images, 100, seed=0)
+    assert not torch.equal(subset, digits.test_images[:100])  # not the (ordered) first ones
+    assert _held_out_subset(digits.test_images[:9], 100, seed=0) is None  # too few: no column
+
+
+def test_too_few_samples_is_a_clear_error(digits):
+    with pytest.raises(ConfigError, match="at least 10 samples"):
+        evaluate_samples(digits.train_images[:5], digits.train_images, None, ["pixels"])
+
+
+def test_the_most_copy_like_samples_come_first_then_random_others():
+    distances = torch.tensor([[5.0], [4.0], [0.0], [6.0], [3.0]])
+    space = NeighbourSpace("pixels", torch.zeros(5, 1, dtype=torch.long), distances, 1.0)
+    (title, closest), (_, random_rows) = pick_rows([space], 4)
+    assert closest == [2, 4] and "copy-like" in title
+    assert len(random_rows) == 2 and not set(random_rows) & {2, 4}
 
 
 def test_closest_first_uses_each_space_threshold():
@@ -155,9 +185,10 @@ def test_evaluate_fills_metrics_and_report(vae_run, monkeypatch, capsys):
         "--num-samples",
         "300",
         "--bootstrap",
-        "2",
+        "0",
     )
     assert code == 0, out
+    assert "NaN" not in out  # no bootstrap: FID's standard error is null, not NaN
     results = json.loads(out.strip().splitlines()[-1])
     spaces = results["sample_quality"]["spaces"]
     assert set(spaces) == {"mnist-cnn", "pixels"}
@@ -169,6 +200,7 @@ def test_evaluate_fills_metrics_and_report(vae_run, monkeypatch, capsys):
     assert (vae_run / "figures" / "neighbours.png").is_file()
     stored = json.loads((vae_run / "metrics.json").read_text())
     assert stored["sample_quality"]["num_samples"] == 300
+    assert len(stored["sample_quality"]["spaces"]["mnist-cnn"]["weights"]) == 16  # its hash
     html = write_report(vae_run).read_text()
     assert "Sample quality and novelty" in html and ">Neighbours<" in html
 
@@ -177,9 +209,10 @@ def test_neighbours_verb(vae_run, monkeypatch, capsys):
     code, out, _ = run_cli(
         monkeypatch, capsys, "neighbours", str(vae_run), "-n", "6", "--num-samples", "100"
     )
-    assert code == 0 and "near-copies in pixels" in out
+    assert code == 0 and "near-copies in pixels" in out and "searched against" in out
     with Image.open(vae_run / "figures" / "neighbours.png") as figure:
-        assert figure.width > figure.height / 6  # 7 tiles per row
+        # two blocks of 3 rows side by side, each row a sample and 2 x 3 neighbours
+        assert figure.width > 2.5 * figure.height
 
 
 def test_fid_verb_between_two_sets(tmp_path, monkeypatch, capsys, digits):

@@ -320,8 +320,10 @@ def evaluate(
         raise ConfigError("--k must be 0 (skip IWAE) or positive")
     if num_images is not None:
         _positive(num_images, "--num-images")
-    if num_samples < 0 or num_samples == 1:
-        raise ConfigError("--num-samples must be 0 (skip) or at least 2")
+    if 0 < num_samples < 10:
+        raise ConfigError(f"--num-samples must be 0 (skip) or at least 10, got {num_samples}")
+    if num_samples < 0:
+        raise ConfigError(f"--num-samples must be 0 (skip) or at least 10, got {num_samples}")
     if reference_size is not None:
         _positive(reference_size, "--reference-size")
     start = time.perf_counter()
@@ -363,20 +365,20 @@ def _quality_table(quality: dict) -> Table:
 
     table = Table(
         title=f"sample quality and novelty of {quality['num_samples']:,} samples",
-        caption=f"real: {quality['num_real']:,} held-out real images, the best a model can "
-        "score; near-copies: closer to a training image than 99% of training images come to "
-        "another",
+        caption=f"held-out: {quality['num_held_out']:,} real test images, the best a model "
+        "can score; near-copies: closer to a training image than 99% of training images come "
+        "to another",
     )
     table.add_column("metric")
     spaces = quality["spaces"]
     for space in spaces.values():
         table.add_column(f"{space['label']}\nsamples", justify="right")
-        if quality["num_real"]:
-            table.add_column(f"{space['label']}\nreal", justify="right")
+        if quality["num_held_out"]:
+            table.add_column(f"{space['label']}\nheld-out", justify="right")
     for row in QUALITY_ROWS:
         cells = []
         for space in spaces.values():
-            sides = [space["samples"]] + ([space["real"]] if quality["num_real"] else [])
+            sides = [space["samples"]] + ([space["held_out"]] if quality["num_held_out"] else [])
             cells += [format_metric(side, row.key) for side in sides]
         if any(cell != "—" for cell in cells):
             table.add_row(row.short or row.label, *cells)
@@ -412,8 +414,13 @@ def fid(
     from genlearn.metrics.features import space_label
     from genlearn.metrics.image_sets import load_image_set
 
-    if num_samples is not None:
-        _positive(num_samples, "--num-samples")
+    import math
+
+    if num_samples is not None and num_samples < 2:
+        raise ConfigError(
+            f"--num-samples must be at least 2 (FID's covariance and KID need 2 images per "
+            f"side), got {num_samples}"
+        )
     start = time.perf_counter()
     sets = [load_image_set(spec, limit=num_samples, seed=seed) for spec in (first, second)]
     space = fid_space(features, sets)
@@ -426,14 +433,22 @@ def fid(
     if "kid" in figures:
         out.print(f"KID{named}: {_with_error(figures['kid'], figures['kid_stderr'])}")
     seconds = time.perf_counter() - start
-    out.print(f"({sets[0].count:,} vs {sets[1].count:,} images, {seconds:.1f} s)")
-    print(json.dumps({"features": space, **figures, "seconds": round(seconds, 2)}))
+    out.print(f"({sets[0].describe()} vs {sets[1].describe()}, {seconds:.1f} s)")
+    # strict JSON: an unknown figure (NaN, e.g. no standard error) is null
+    figures = {key: value if math.isfinite(value) else None for key, value in figures.items()}
+    line = {"features": space, **figures, "seconds": round(seconds, 2)}
+    print(json.dumps(line, allow_nan=False))
 
 
-def _with_error(value: float, error: float) -> str:
+def _with_error(value: float, error: float | None) -> str:
+    """"12.35 ± 0.27", or just the value where the error is unknown (None, NaN or inf)."""
+    import math
+
     from genlearn.report.html import format_with_error
 
-    return format_with_error(value, error) if error == error else f"{value:.4g}"
+    if error is None or not math.isfinite(error):
+        return f"{value:.4g}"
+    return format_with_error(value, error)
 
 
 @app.command(no_args_is_help=True)
@@ -451,8 +466,8 @@ def neighbours(
     from genlearn.workflows import neighbours_run
 
     _positive(n, "-n")
-    if num_samples < max(n, 2):
-        raise ConfigError(f"--num-samples must be at least -n ({n}) and 2")
+    if num_samples < max(n, 10):
+        raise ConfigError(f"--num-samples must be at least 10 and at least -n ({n})")
     path, quality = neighbours_run(
         run, n, num_samples=num_samples, features=features, seed=seed, device=device
     )
@@ -461,8 +476,9 @@ def neighbours(
         stderr = result.samples["near_copy_stderr"] * 100
         out.print(
             f"near-copies in {result.label}: {share:.1f}% ± {stderr:.1f}% of "
-            f"{quality.num_samples:,} samples (threshold {result.novelty.threshold:.4g}: closer "
-            f"than 99% of training images come to another training image)"
+            f"{quality.num_samples:,} samples, searched against {result.reference_images:,} of "
+            f"{result.training_images:,} training images (threshold "
+            f"{result.novelty.threshold:.4g}: closer than 99% of training images come to another)"
         )
     out.print(path)
 

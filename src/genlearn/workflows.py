@@ -275,6 +275,8 @@ def evaluate_run(
     `num_samples` samples in each feature space, and the neighbours figure.
     """
     model, data, run = load_run(path, device=device)
+    # a bad --features fails now, not after minutes of likelihood evaluation
+    spaces = parse_spaces(features, data.name, data.channels) if num_samples > 0 else []
     results: dict[str, Any] = {}
     if hasattr(model, "iwae_bound"):
         images = data.test_images[:num_images] if num_images else data.test_images
@@ -292,13 +294,13 @@ def evaluate_run(
             model,
             data,
             run,
-            num_samples,
-            features,
-            reference_size,
-            bootstrap,
-            seed,
-            device,
-            show_progress,
+            num_samples=num_samples,
+            spaces=spaces,
+            reference_size=reference_size,
+            bootstrap=bootstrap,
+            seed=seed,
+            device=device,
+            show_progress=show_progress,
         )
         results["sample_quality"] = quality.as_dict()
     run.write_evaluation(results)
@@ -310,15 +312,16 @@ def _sample_quality(
     model: torch.nn.Module,
     data: ImageDataset,
     run: Run,
+    *,
     num_samples: int,
-    features: str,
+    spaces: list[str],
     reference_size: int | None,
     bootstrap: int,
     seed: int,
     device: str,
     show_progress: bool,
 ) -> QualityReport:
-    spaces = parse_spaces(features, data.name, data.channels)
+    """Samples against the training set in each space; the neighbours figure."""
     samples = generate_samples(model, num_samples, seed=seed, show_progress=show_progress)
     quality = evaluate_samples(
         samples,
@@ -403,8 +406,8 @@ def neighbours_run(
         spaces,
         device=device,
         seed=seed,
+        distribution=False,
         show_progress=show_progress,
-        bootstrap=0,
     )
     target = run.figures_dir / "neighbours.png"
     return _neighbours_figure(quality, samples, data, target, n=n), quality

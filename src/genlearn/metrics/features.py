@@ -10,7 +10,7 @@ fixed network's features. Which network matters, so every figure names its space
   "FID (EfficientNet-Lite0)" and are not comparable with standard FID.
 - `mnist-cnn` (or `<data>-cnn`): a small classifier trained on the domain (28x28 grey digits),
   whose penultimate layer sees strokes where an ImageNet network sees textures.
-- `pixels`: the images themselves (at most 64 px), for nearest-neighbour checks only.
+- `pixels`: the images themselves (at most 32 px), for nearest-neighbour checks only.
 
 An extractor maps uint8 images [N, C, H, W] (or floats in [0, 1]) to float32 features [N, D]
 (and ImageNet logits where the network has them, for the Inception Score), in batches, with a
@@ -33,9 +33,8 @@ from torch import nn
 from genlearn.data.files import cache_dir
 from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, WeightsError
-from genlearn.train.engine import pick_device
 
-PIXEL_MAX_SIZE = 64  # pixel-space neighbours at most 64x64: enough to see a copy, cheap to search
+PIXEL_MAX_SIZE = 32  # pixel-space neighbours at most 32x32: enough to see a copy, cheap to search
 DIGIT_LIKE = {"digits": "mnist-cnn", "mnist": "mnist-cnn", "fashion-mnist": "fashion-mnist-cnn"}
 
 
@@ -75,7 +74,8 @@ class FeatureExtractor:
         with progress_bar(label, len(images), show=show_progress, unit="images") as advance:
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
-                x = self.preprocess(batch).to(self.device)
+                # resize on the device: on a GPU the 299-px upsampling is the costly part
+                x = self.preprocess(batch.to(self.device, non_blocking=True))
                 if self.network is not None:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out = self._forward(x)
@@ -107,6 +107,8 @@ def space_label(name: str) -> str:
 
 def get_extractor(name: str, device: str = "cpu") -> FeatureExtractor:
     """An extractor by name: inception, efficientnet-lite0, pixels, or <data>-cnn."""
+    from genlearn.train.engine import pick_device  # (Accelerate) only when an extractor is made
+
     target = pick_device(device)
     if name == "inception":
         extractor = _inception()
@@ -279,7 +281,7 @@ def as_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_preprocess(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1], downsized to at most 64 px: a pixel-space view for neighbours."""
+    """Images in [0, 1], downsized to at most 32 px: a pixel-space view for neighbours."""
     x = as_unit_float(images)
     if x.shape[-1] > PIXEL_MAX_SIZE:
         x = F.interpolate(x, size=(PIXEL_MAX_SIZE, PIXEL_MAX_SIZE), mode="area")

@@ -10,24 +10,25 @@ The lecture's two-part test for a generative model, measured in each feature spa
    own nearest-neighbour distances; samples closer than 99% of real images ever come to a
    *different* real image are near-copies (see `genlearn.metrics.novelty`).
 
-Each figure is also computed for as many held-out real images as there are samples: that
-column is the best any model can score at this sample size (FID is biased upwards for small
-sets), so a user can read "FID 12 against a floor of 3" instead of a bare number.
+Each figure is also computed for a seeded random set of held-out real images, as many as
+there are samples (or the whole test split when it is smaller): that column is the best any
+model can score at this sample size (FID is biased upwards for small sets), so a user reads
+"FID 12 against a floor of 3" instead of a bare number. The metrics whose value depends on
+set sizes (KID, precision/recall, density/coverage) use the same number of points in both
+columns.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from genlearn.errors import ConfigError
 from genlearn.explore.neighbours import NeighbourSpace
-from genlearn.metrics.features import (
-    FeatureExtractor,
-    get_extractor,
-    pixel_preprocess,
-)
+from genlearn.metrics.features import FeatureExtractor, get_extractor, pixel_preprocess
 from genlearn.metrics.frechet import fid_from_features
 from genlearn.metrics.inception_score import inception_score
 from genlearn.metrics.kid import kernel_inception_distance
@@ -40,7 +41,8 @@ from genlearn.metrics.novelty import (
 )
 from genlearn.metrics.reference import ReferenceSet, as_reference, reference_features
 
-PIXEL_BUDGET = 50_000_000  # floats of pixel-space reference kept in memory (200 MB)
+MIN_IMAGES = 10  # below this, k-NN radii (k = 3, 5) and IS splits (10) have no meaning
+PIXEL_BUDGET = 100_000_000  # floats of pixel-space reference kept in memory (400 MB)
 SUBSET_SEED = 0  # fixed, so the reference subset (and its cached features) never changes
 
 
@@ -51,10 +53,12 @@ class SpaceResult:
     space: str
     label: str
     standard: bool
-    reference_images: int
-    samples: dict[str, float] = field(default_factory=dict)
-    real: dict[str, float] = field(default_factory=dict)
-    novelty: NoveltyReport | None = None  # of the samples
+    fingerprint: str  # the weights' hash: figures from other weights are not comparable
+    reference_images: int  # training images embedded (and searched for copies)
+    training_images: int  # in the whole training set
+    samples: dict[str, float | None] = field(default_factory=dict)
+    held_out: dict[str, float | None] = field(default_factory=dict)
+    novelty: NoveltyReport | None = None  # of the samples; nearest_index indexes the reference
     # kept for the neighbours figure, not written to metrics.json:
     sample_features: torch.Tensor | None = None
     train_features: torch.Tensor | None = None
@@ -72,23 +76,25 @@ class SpaceResult:
         return {
             "label": self.label,
             "standard_fid": self.standard,
+            "weights": self.fingerprint,
             "reference_images": self.reference_images,
+            "training_images": self.training_images,
             "samples": self.samples,
-            "real": self.real,
+            "held_out": self.held_out,
         }
 
 
 @dataclass
 class QualityReport:
     num_samples: int
-    num_real: int
+    num_held_out: int
     spaces: list[SpaceResult]
 
     def as_dict(self) -> dict[str, Any]:
         """The `sample_quality` section of metrics.json."""
         return {
             "num_samples": self.num_samples,
-            "num_real": self.num_real,
+            "num_held_out": self.num_held_out,
             "spaces": {result.space: result.as_dict() for result in self.spaces},
         }
 
@@ -103,14 +109,16 @@ def evaluate_samples(
     reference_size: int | None = None,
     bootstrap: int = 10,
     seed: int = 0,
+    distribution: bool = True,
     show_progress: bool = True,
 ) -> QualityReport:
     """Compare uint8 `samples` with the training images in each feature space.
 
-    `held_out` (real images the model never saw, e.g. the test split) gives the "real" column;
-    as many are used as there are samples.
+    `held_out` (real images the model never saw, e.g. the test split) gives the second
+    column; `distribution=False` computes only the novelty figures (for `neighbours`).
     """
-    real = held_out[: len(samples)] if held_out is not None else None
+    _check_sizes(samples, train_images)
+    real = _held_out_subset(held_out, len(samples), seed)
     results = []
     for space in spaces:
         extractor = get_extractor(space, device)
@@ -118,15 +126,36 @@ def evaluate_samples(
         result = evaluate_space(
             extractor,
             samples,
-            train_images[train_index],
+            train_images,
+            train_index,
             real,
             bootstrap=bootstrap,
             seed=seed,
+            distribution=distribution,
             show_progress=show_progress,
         )
-        result.train_index = train_index
         results.append(result)
     return QualityReport(len(samples), 0 if real is None else len(real), results)
+
+
+def _check_sizes(samples: torch.Tensor, train_images: torch.Tensor) -> None:
+    if len(samples) < MIN_IMAGES:
+        raise ConfigError(f"sample quality needs at least {MIN_IMAGES} samples, got {len(samples)}")
+    if len(train_images) < MIN_IMAGES:
+        raise ConfigError(
+            f"sample quality needs at least {MIN_IMAGES} training images, the dataset has "
+            f"{len(train_images)}: use a larger dataset"
+        )
+
+
+def _held_out_subset(held_out: torch.Tensor | None, count: int, seed: int) -> torch.Tensor | None:
+    """A seeded random subset (test splits are often ordered, e.g. by writer in MNIST, so
+    their first images are not a fair sample); None when there are too few for the metrics."""
+    if held_out is None or len(held_out) < MIN_IMAGES:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(held_out), generator=generator)[:count]
+    return held_out[chosen.sort().values]
 
 
 def _reference_subset(
@@ -134,7 +163,7 @@ def _reference_subset(
 ) -> torch.Tensor:
     """Indices of the training images used as reference: all of them when affordable."""
     count = reference_size or extractor.default_reference_size
-    if extractor.name == "pixels":
+    if extractor.name == "pixels" and reference_size is None:
         count = min(count, PIXEL_BUDGET // max(1, _pixel_dim(train_images)))
     if count >= len(train_images):
         return torch.arange(len(train_images))
@@ -150,66 +179,94 @@ def evaluate_space(
     extractor: FeatureExtractor,
     samples: torch.Tensor,
     train_images: torch.Tensor,
-    real: torch.Tensor | None,
+    train_index: torch.Tensor,
+    held_out: torch.Tensor | None,
     *,
     bootstrap: int = 10,
     seed: int = 0,
+    distribution: bool = True,
     show_progress: bool = True,
 ) -> SpaceResult:
     """Every figure of one space: distribution metrics (not for pixels) and novelty."""
-    train = _embed(extractor, train_images, "training images", show_progress)
-    result = SpaceResult(extractor.name, extractor.label, extractor.standard, len(train_images))
+    train = _embed(extractor, train_images[train_index], "training images", show_progress)
     loo = reference_distances(train.features, seed=seed)
-    sets = [("samples", samples)] + ([("real", real)] if real is not None else [])
-    for which, images in sets:
-        description = f"{extractor.label} features of {which}"
-        embedded = extractor(images, show_progress=show_progress, description=description)
-        figures = (
-            {}
-            if extractor.name == "pixels"
-            else _distribution_metrics(
-                train, embedded.features, embedded.logits, bootstrap=bootstrap, seed=seed
-            )
+    description = f"{extractor.label} features of samples"
+    embedded = extractor(samples, show_progress=show_progress, description=description)
+    result = SpaceResult(
+        extractor.name,
+        extractor.label,
+        extractor.standard,
+        extractor.fingerprint,
+        len(train_index),
+        len(train_images),
+        novelty=novelty(embedded.features, train.features, reference=loo),
+        sample_features=embedded.features,
+        train_features=train.features,
+        train_index=train_index,
+    )
+    # KID, precision/recall and density/coverage depend on set sizes: equal sizes throughout
+    size = min(len(samples), len(train.features), len(held_out) if held_out is not None else 10**9)
+    measure = distribution and extractor.name != "pixels"
+    result.samples = _figures(
+        train, embedded.features, embedded.logits, size, measure, bootstrap, seed
+    )
+    result.samples.update(_finite(result.novelty.as_dict()))
+    if held_out is not None:
+        real = _embed(extractor, held_out, "held-out images", show_progress)
+        result.held_out = _figures(
+            train, real.features, real.logits, size, measure, bootstrap, seed
         )
-        report = novelty(embedded.features, train.features, reference=loo)
-        figures.update(report.as_dict())
-        setattr(result, which, figures)
-        if which == "samples":
-            result.novelty, result.sample_features = report, embedded.features
-    result.train_features = train.features
+        result.held_out.update(
+            _finite(novelty(real.features, train.features, reference=loo).as_dict())
+        )
     return result
 
 
 def _embed(
     extractor: FeatureExtractor, images: torch.Tensor, label: str, show_progress: bool
 ) -> ReferenceSet:
+    """Features of real images: cached per (images, network), except trivial pixel features."""
     if extractor.name == "pixels":  # trivial to recompute; not worth hundreds of MB of cache
         embedded = extractor(images, show_progress=False)
         return as_reference(embedded, "computed", with_stats=False)
     return reference_features(images, extractor, show_progress=show_progress, label=label)
 
 
-def _distribution_metrics(
+def _figures(
     train: ReferenceSet,
     features: torch.Tensor,
     logits: torch.Tensor | None,
-    *,
+    size: int,
+    measure: bool,
     bootstrap: int,
     seed: int,
-) -> dict[str, float]:
-    """FID against all reference features; KID, precision/recall, density/coverage against
-    an equal-sized random subset (their k-NN radii and kernel means depend on set sizes)."""
+) -> dict[str, float | None]:
+    """FID against all reference features; KID, precision/recall, density/coverage between
+    `size` random points of each set; the Inception Score from the network's classes."""
+    if not measure:
+        return {}
+    assert train.stats is not None
     fid, fid_stderr = fid_from_features(
         train.features, features, bootstrap=bootstrap, seed=seed, real_stats=train.stats
     )
-    generator = torch.Generator().manual_seed(seed)
-    count = min(len(features), len(train.features))
-    subset = train.features[torch.randperm(len(train.features), generator=generator)[:count]]
-    kid, kid_stderr = kernel_inception_distance(subset, features)
+    reference, points = _random_rows(train.features, size, seed), _random_rows(features, size, seed)
+    kid, kid_stderr = kernel_inception_distance(reference, points)
     figures = {"fid": fid, "fid_stderr": fid_stderr, "kid": kid, "kid_stderr": kid_stderr}
-    figures.update(precision_recall(subset, features, k=3))
-    figures.update(density_coverage(subset, features, k=5))
+    figures.update(precision_recall(reference, points, k=3))
+    figures.update(density_coverage(reference, points, k=5))
     if logits is not None:
-        score, score_stderr = inception_score(logits)
+        score, score_stderr = inception_score(logits, splits=min(10, len(logits)))
         figures.update({"inception_score": score, "inception_score_stderr": score_stderr})
-    return figures
+    return _finite(figures)
+
+
+def _random_rows(features: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    if count >= len(features):
+        return features
+    generator = torch.Generator().manual_seed(seed)
+    return features[torch.randperm(len(features), generator=generator)[:count]]
+
+
+def _finite(figures: dict[str, float]) -> dict[str, float | None]:
+    """NaN/inf become None (JSON null): strict JSON parsers reject NaN."""
+    return {k: (v if math.isfinite(v) else None) for k, v in figures.items()}

@@ -136,7 +136,13 @@ QUALITY_ROWS: list[QualityRow] = [
     QualityRow("recall", "Recall: data the samples cover", HIGHER, "recall_stderr", short="recall"),
     QualityRow("density", "Density", HIGHER, "density_stderr", short="density"),
     QualityRow("coverage", "Coverage", HIGHER, "coverage_stderr", short="coverage"),
-    QualityRow("inception_score", "Inception Score", HIGHER, "inception_score_stderr"),
+    QualityRow(
+        "inception_score",
+        "Inception Score, from this network's ImageNet classes",
+        HIGHER,
+        "inception_score_stderr",
+        short="IS (its ImageNet classes)",
+    ),
     QualityRow(
         "near_copy_share",
         "Near-copies of training images (%)",
@@ -515,8 +521,8 @@ def _quality_section(metrics: dict[str, Any]) -> str:
     if not isinstance(quality, dict) or not isinstance(quality.get("spaces"), dict):
         return ""
     spaces = quality["spaces"]
-    with_real = bool(quality.get("num_real"))
-    sides = ["samples", "real"] if with_real else ["samples"]
+    with_real = bool(quality.get("num_held_out"))
+    sides = ["samples", "held_out"] if with_real else ["samples"]
     top = "".join(
         f'<th colspan="{len(sides)}">{esc(space.get("label", name))}'
         f'<span class="hint">{esc(_space_note(space))}</span></th>'
@@ -543,8 +549,9 @@ def _quality_section(metrics: dict[str, Any]) -> str:
     intro = (
         f"{_count(quality.get('num_samples'))} samples"
         + (
-            ", and as many held-out real images: their column is the best a model can score at "
-            "this sample size"
+            f", and {_count(quality.get('num_held_out'))} held-out real images (as many, or the "
+            "whole test split when smaller): their column is the best a model can score at this "
+            "sample size"
             if with_real
             else ""
         )
@@ -563,8 +570,10 @@ def _count(value: Any) -> str:
 
 
 def _space_note(space: dict[str, Any]) -> str:
-    count = space.get("reference_images")
+    count, total = space.get("reference_images"), space.get("training_images")
     reference = f"vs {_count(count)} training images" if _is_number(count) else ""
+    if _is_number(count) and _is_number(total) and total > count:
+        reference = f"vs {_count(count)} of {_count(total)} training images"
     if space.get("standard_fid"):
         return f"standard FID features; {reference}"
     if space.get("label") == "pixels":
