@@ -61,7 +61,9 @@ def inception_throughput(images: torch.Tensor) -> float:
         network.forward_features(fid_preprocess(images[:4]))
         start = time.perf_counter()
         for batch in images.split(32):
-            network.forward_features(fid_preprocess(batch).contiguous(memory_format=torch.channels_last))
+            network.forward_features(
+                fid_preprocess(batch).contiguous(memory_format=torch.channels_last)
+            )
     return len(images) / (time.perf_counter() - start)
 
 

@@ -340,8 +340,9 @@ def evaluate(
     )
     _print_likelihood(results, run)
     if "sample_quality" in results:
-        # wide enough for "value ± error" on one line even when piped (rich's default: 80)
-        out.print(_quality_table(results["sample_quality"]), width=max(out.width, 120))
+        # piped output gets rich's default 80 columns: too narrow for "value ± error" cells
+        wide = out if out.is_terminal else Console(width=120)
+        wide.print(_quality_table(results["sample_quality"]))
         out.print(f"neighbours figure: {Path(run) / 'figures' / 'neighbours.png'}")
     out.print(f"({time.perf_counter() - start:.1f} s; written to {Path(run) / 'metrics.json'})")
     print(json.dumps(results))
@@ -410,11 +411,11 @@ def fid(
     device: Device = "auto",
 ) -> None:
     """FID (and KID) between two image sets, like the well-known FID tools."""
+    import math
+
     from genlearn.metrics.compare import compare_image_sets, fid_space
     from genlearn.metrics.features import space_label
     from genlearn.metrics.image_sets import load_image_set
-
-    import math
 
     if num_samples is not None and num_samples < 2:
         raise ConfigError(
@@ -441,7 +442,8 @@ def fid(
 
 
 def _with_error(value: float, error: float | None) -> str:
-    """"12.35 ± 0.27", or just the value where the error is unknown (None, NaN or inf)."""
+    """Value ± error, e.g. 12.35 ± 0.27; just the value where the error is unknown (None, NaN
+    or inf)."""
     import math
 
     from genlearn.report.html import format_with_error

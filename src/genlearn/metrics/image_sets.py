@@ -116,7 +116,8 @@ class ImageSet:
 
     def is_grey(self) -> bool:
         """Whether every image is grey (statistics: False). A folder is scanned file by file,
-        stopping at the first colour image; grey-mode files are judged by their header."""
+        stopping at the first colour image; grey-mode files are judged by their header, others
+        decoded (`fid_space` asks only about sets of at most 32 px, where that is cheap)."""
         if self.stats is not None:
             return False
         if self.files is None:
@@ -132,7 +133,8 @@ class ImageSet:
         return max(self.array.shape[-2:]) if self.array is not None else 0
 
     def describe(self) -> str:
-        """"1,528 images", or for statistics "statistics (of 10,000 images)"."""
+        """What the set is, for the summary line: "1,528 images", "statistics of 10,000
+        images", or "statistics" when the file holds no `count`."""
         if self.stats is None:
             return f"{self.count:,} images"
         return f"statistics of {self.count:,} images" if self.count else "statistics"
@@ -187,11 +189,10 @@ def _folder(spec: str, folder: Path, limit: int | None, seed: int) -> ImageSet:
     chosen = _subset_indices(len(files), limit, seed)
     if chosen is not None:
         files = [files[i] for i in chosen.tolist()]
-    for first, path in enumerate(files):  # the working size: the first readable image's
-        size = _readable_size(path)
-        if size is not None:
-            break
-    else:
+    # the working size: the first readable image's (unreadable ones before it are dropped)
+    sizes = ((i, _readable_size(path)) for i, path in enumerate(files))
+    first, size = next(((i, size) for i, size in sizes if size is not None), (0, None))
+    if size is None:
         raise DataError(f"no image in {folder} could be read")
     return ImageSet(spec, files=tuple(files[first:]), size=min(size, MAX_FOLDER_SIZE))
 
@@ -226,7 +227,9 @@ def _file_is_grey(path: Path, size: int) -> bool:
                 return True
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return True
-    result = imaging.read_image(path, size)
+    with warnings.catch_warnings():  # an unreadable file is reported when the set is read
+        warnings.simplefilter("ignore", DataWarning)
+        result = imaging.read_image(path, size)
     return result is None or not result[1] or _channels_agree(result[0])
 
 

@@ -415,7 +415,7 @@ th { font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.unit, td.missing, .empty { color: var(--muted); }
 table.quality thead th { text-align: center; padding: 5px 12px; }
-table.quality td.num { padding-left: 18px; }
+table.quality td.num { padding-left: 18px; white-space: nowrap; }
 .hint { display: block; font-weight: 400; font-size: .8rem; color: var(--muted); }
 td.key { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: .85rem; color: #374151; }
