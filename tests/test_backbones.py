@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -300,7 +301,11 @@ def lite0_path() -> Path | None:
 
 
 def photo(name: str) -> torch.Tensor:
+    """A sample photo from ../shared/data, else from the data folder the tests run with."""
     path = PHOTOS / name
+    user = os.environ.get("GENLEARN_DATA", "").strip()
+    if not path.is_file() and user:
+        path = Path(user) / "images" / "photos" / name
     if not path.is_file():
         pytest.skip(f"test photo {path} not found (scikit-image's sample images, see MANIFEST.md)")
     array = np.array(Image.open(path).convert("RGB"))
