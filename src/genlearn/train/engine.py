@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -193,8 +194,25 @@ class Trainer:
         self.device = self.accelerator.device
         torch.manual_seed(seed)  # anything the model draws outside our generators
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        self.optimizer = make_adam(self.model.parameters(), config)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        # a model with its own training step (a GAN: two networks, two optimisers) brings its
+        # optimisers; every other model minimises out["loss"] with one Adam
+        self.custom_step = hasattr(model, "training_step")
+        if self.custom_step and self.accelerator.num_processes > 1:
+            # its networks are stepped outside DDP's forward, so gradients would not be synced
+            raise ConfigError(
+                "models with their own training step (GANs) train on one process for now: "
+                "launch without accelerate/torchrun"
+            )
+        optimizers = (
+            model.make_optimizers(config)
+            if self.custom_step
+            else {"optimizer": make_adam(self.model.parameters(), config)}
+        )
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:  # the schedule scales each group's own rate
+                group.setdefault("base_lr", group["lr"])
+        self.model, *prepared = self.accelerator.prepare(self.model, *optimizers.values())
+        self.optimizers = dict(zip(optimizers, prepared, strict=True))
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.step = 0
         self.train_seconds = 0.0  # time spent in training steps, across resumes
@@ -207,6 +225,7 @@ class Trainer:
         train_images: torch.Tensor,
         test_images: torch.Tensor | None = None,
         *,
+        train_labels: torch.Tensor | None = None,
         resume: bool = False,
         on_step: Callable[[int], None] | None = None,
     ) -> dict[str, float]:
@@ -226,6 +245,7 @@ class Trainer:
         if resume:
             self.load_checkpoint()
         train_images = train_images.to(self.device)
+        self._train_labels = None if train_labels is None else train_labels.to(self.device)
         last: dict[str, float] = {}
         progress = self._progress()
         task = progress.add_task("train", total=total_steps, completed=self.step, info="")
@@ -288,13 +308,15 @@ class Trainer:
         batch_size, last_index = self.config.batch_size, self.steps_per_epoch - 1
         for index in range(offset, self.steps_per_epoch):
             lr = learning_rate(self.config, self.step, total_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = as_float_images(images[order[index * batch_size : (index + 1) * batch_size]])
-            out = self._train_step(batch)
+            for optimizer in self.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * lr / self.config.lr
+            rows = order[index * batch_size : (index + 1) * batch_size]
+            labels = None if self._train_labels is None else self._train_labels[rows]
+            out = self._train_step(as_float_images(images[rows]), labels)
             self.step += 1
             count += 1
-            window_images += len(batch) * self.accelerator.num_processes
+            window_images += len(rows) * self.accelerator.num_processes
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value
             checkpoint_now = bool(self.config.checkpoint_every_steps) and (
@@ -318,7 +340,7 @@ class Trainer:
                         "train_seconds": round(self.train_seconds, 2),
                     }
                 )
-                info = f"epoch {epoch:5.2f}  loss {means['loss']:8.3f}  {rate:7.0f} img/s"
+                info = f"epoch {epoch:5.2f}  {_loss_summary(means)}  {rate:7.0f} img/s"
                 progress.update(task, info=info)
                 sums, count, window_start, window_images = {}, 0, time.perf_counter(), 0
             progress.update(task, completed=self.step)
@@ -343,17 +365,31 @@ class Trainer:
             key: float(value) / count for key, value in zip(sums, stacked.tolist(), strict=True)
         }
 
-    def _train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _train_step(
+        self, batch: torch.Tensor, labels: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         generator = step_generator(
             self.seed, self.step, self.device, self.accelerator.process_index
         )
+        if self.custom_step:
+            with self.accelerator.autocast():
+                out = self.unwrapped_model.training_step(
+                    batch,
+                    labels,
+                    self.optimizers,
+                    generator=generator,
+                    backward=self.accelerator.backward,
+                    step=self.step,
+                )
+            return {key: value.detach() for key, value in out.items()}
+        optimizer = self.optimizers["optimizer"]
         with self.accelerator.autocast():
             out = self.model(batch, generator=generator)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(out["loss"])
         if self.config.grad_clip > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        optimizer.step()
         return {key: value.detach() for key, value in out.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------
@@ -363,10 +399,14 @@ class Trainer:
             return
         model = self.unwrapped_model
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        optimizer_tensors, structure = flatten_optimizer_state(
-            self.optimizer.state_dict(), "optimizer"
-        )
-        tensors.update(optimizer_tensors)
+        # each optimiser's state under its own prefix ("optimizer" alone for one-loss models,
+        # the layout of earlier checkpoints, which therefore still resume)
+        structure = {}
+        for name, optimizer in self.optimizers.items():
+            optimizer_tensors, structure[name] = flatten_optimizer_state(
+                optimizer.state_dict(), _prefix(name)
+            )
+            tensors.update(optimizer_tensors)
         save_tensors_atomic(
             self.run.checkpoint_path,
             tensors,
@@ -375,7 +415,7 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch,
                 "num_processes": self.accelerator.num_processes,
                 "train_seconds": self.train_seconds,
-                "optimizer": structure,
+                **_optimizer_metadata(structure),
             },
         )
 
@@ -386,8 +426,15 @@ class Trainer:
             self.unwrapped_model.load_state_dict(model_state)
         except RuntimeError as error:
             raise RunError(f"checkpoint does not fit this model: {str(error)[:200]}") from None
-        optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
-        self.optimizer.load_state_dict(optimizer_state)
+        structures = metadata.get("optimizers") or {"optimizer": metadata["optimizer"]}
+        if set(structures) != set(self.optimizers):
+            raise RunError(
+                f"checkpoint holds optimisers {sorted(structures)}, this model has "
+                f"{sorted(self.optimizers)}: it belongs to another kind of model"
+            )
+        for name, optimizer in self.optimizers.items():
+            state = unflatten_optimizer_state(tensors, structures[name], _prefix(name))
+            optimizer.load_state_dict(state)
         saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
         now = (self.accelerator.num_processes, self.steps_per_epoch)
         if saved[1] is not None and saved != now:
@@ -448,3 +495,19 @@ class Trainer:
                 "TensorBoard logging needs the tensorboard package: pip install 'genlearn[tensorboard]'"
             ) from None
         return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+
+
+def _prefix(name: str) -> str:
+    return "optimizer" if name == "optimizer" else f"optimizer.{name}"
+
+
+def _optimizer_metadata(structure: dict[str, Any]) -> dict[str, Any]:
+    if set(structure) == {"optimizer"}:
+        return {"optimizer": structure["optimizer"]}
+    return {"optimizers": structure}
+
+
+def _loss_summary(means: dict[str, float]) -> str:
+    """ "loss 93.412", or for a GAN "loss_d 0.690  loss_g 0.702"."""
+    keys = ["loss"] if "loss" in means else [k for k in means if k.startswith("loss")][:2]
+    return "  ".join(f"{key} {means[key]:8.3f}" for key in keys)
