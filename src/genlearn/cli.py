@@ -73,14 +73,22 @@ def train(
         str,
         typer.Option("--data", "-d", help="Dataset name (see `genlearn datasets`) or folder:PATH."),
     ] = "digits",
-    latent_dim: Annotated[int, typer.Option("--latent-dim", help="Size of the latent space.")] = 2,
-    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 20,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam).")] = 1e-3,
+    latent_dim: Annotated[
+        int | None,
+        typer.Option("--latent-dim", help="Size of the latent space (default: vae/ae 2)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", help="Default 20.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", help="Default: the family's (vae 128).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Peak learning rate (default: the family's; vae 1e-3)."),
+    ] = None,
     lr_schedule: Annotated[
-        str, typer.Option("--lr-schedule", help="cosine or constant.")
-    ] = "cosine",
-    arch: Annotated[str, typer.Option("--arch", help="conv or mlp.")] = "conv",
+        str | None, typer.Option("--lr-schedule", help="cosine or constant.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="vae/ae: conv or mlp.")] = None,
     channels: Annotated[
         str | None, typer.Option("--channels", help="Conv widths per stage, e.g. 32,64.")
     ] = None,
@@ -100,7 +108,9 @@ def train(
             help="Bernoulli only: dynamic binarisation (default: on for mnist).",
         ),
     ] = None,
-    beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (beta-VAE).")] = 1.0,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="Weight of the KL term (beta-VAE; default 1).")
+    ] = None,
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Resize images (digits: 8, 16 or 28).")
     ] = None,
@@ -129,14 +139,13 @@ def train(
     device: Device = "auto",
 ) -> None:
     """Train a model; leaves config.json, metrics.jsonl, checkpoints, figures and report.html."""
+    from genlearn.models import get_family
     from genlearn.train.engine import TrainConfig
     from genlearn.workflows import train as train_model
 
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule)
     config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        lr_schedule=lr_schedule,
+        **{**get_family(model).train_defaults, **{k: v for k, v in given.items() if v is not None}},
         precision=precision,
         grad_clip=grad_clip,
         checkpoint_every_steps=checkpoint_every,

@@ -55,23 +55,47 @@ def default_likelihood(data: ImageDataset) -> str:
 
 
 def model_config_for(family: str, data: ImageDataset, **options: Any) -> dict[str, Any]:
-    """The `model` section of config.json: the family's defaults, the data's shape, options."""
-    known = {f.name for f in fields(AutoencoderConfig)}
+    """The `model` section of config.json: the family's defaults, the data's shape, options.
+
+    Options left as None take the family's default for this data (e.g. a VAE's likelihood).
+    """
+    spec = get_family(family)
+    known = {f.name for f in fields(spec.config_class)} - set(spec.defaults)
+    options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - known
     if unknown:
-        raise ConfigError(f"unknown option(s) for {family}: {', '.join(sorted(unknown))}")
-    options = {k: v for k, v in options.items() if v is not None}
-    options.setdefault("likelihood", default_likelihood(data))
-    # dynamic binarisation is the literature's protocol for MNIST likelihoods; on the blurry,
-    # upscaled digits or on clothes it only adds noise, so elsewhere pixels keep their grey
-    options.setdefault("binarize", data.name.split(":")[0] == "mnist")
-    config = AutoencoderConfig(
-        **{**options, **get_family(family).defaults},
+        raise ConfigError(
+            f"option(s) {', '.join(sorted(unknown))} do not apply to {family}: see "
+            f"genlearn train --help"
+        )
+    options = {**data_defaults(spec.config_class, data, options), **options}
+    config = spec.config_class(
+        **{**options, **spec.defaults},
         image_channels=data.channels,
         image_size=data.image_size,
     )
     config.validate()
     return asdict(config)
+
+
+def data_defaults(config_class: type, data: ImageDataset, options: dict[str, Any]) -> dict:
+    """Defaults that depend on the data: a VAE's likelihood, a conditional GAN's classes."""
+    if config_class is AutoencoderConfig:
+        # dynamic binarisation is the literature's protocol for MNIST likelihoods; on the
+        # blurry, upscaled digits or on clothes it only adds noise, so elsewhere pixels keep
+        # their grey levels
+        return {
+            "likelihood": default_likelihood(data),
+            "binarize": data.name.split(":")[0] == "mnist",
+        }
+    if options.get("conditional", "none") != "none":
+        if not data.class_names:
+            raise ConfigError(
+                f"{data.name} has no class labels, so a conditional model has nothing to "
+                "condition on: drop --conditional or use a labelled dataset"
+            )
+        return {"num_classes": len(data.class_names)}
+    return {}
 
 
 def train(

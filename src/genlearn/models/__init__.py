@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -18,6 +18,8 @@ class Family:
     config_class: type
     model_class: type[nn.Module]
     defaults: dict[str, Any]  # config values this family name fixes (vae vs ae)
+    # TrainConfig values this family trains with unless the user says otherwise
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {
