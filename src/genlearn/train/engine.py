@@ -435,6 +435,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             state = unflatten_optimizer_state(tensors, structures[name], _prefix(name))
             optimizer.load_state_dict(state)
+            _match_parameter_layouts(optimizer)
         saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
         now = (self.accelerator.num_processes, self.steps_per_epoch)
         if saved[1] is not None and saved != now:
@@ -511,3 +512,17 @@ def _loss_summary(means: dict[str, float]) -> str:
     """ "loss 93.412", or for a GAN "loss_d 0.690  loss_g 0.702"."""
     keys = ["loss"] if "loss" in means else [k for k in means if k.startswith("loss")][:2]
     return "  ".join(f"{key} {means[key]:8.3f}" for key in keys)
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each loaded moment its parameter's memory layout.
+
+    Checkpoints store tensors contiguous, but the model's convolution weights are
+    channels-last; the fused Adam kernel walks parameter and moment memory in step, so a
+    moment in another layout would pair its values with the wrong weights after a resume.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    optimizer.state[param][key] = torch.empty_like(param).copy_(value)
