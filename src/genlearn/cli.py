@@ -68,7 +68,7 @@ def datasets() -> None:
 # ---- training -------------------------------------------------------------------------------
 @app.command(no_args_is_help=True)
 def train(
-    model: Annotated[str, typer.Argument(help="Model family: vae or ae.")],
+    model: Annotated[str, typer.Argument(help="Model family: vae, ae, dcgan, wgan or wgan-gp.")],
     data: Annotated[
         str,
         typer.Option("--data", "-d", help="Dataset name (see `genlearn datasets`) or folder:PATH."),
@@ -114,6 +114,23 @@ def train(
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Resize images (digits: 8, 16 or 28).")
     ] = None,
+    conditional: Annotated[
+        bool, typer.Option("--conditional", help="GANs: condition on the class labels.")
+    ] = False,
+    conditioning: Annotated[
+        str,
+        typer.Option("--conditioning", help="GANs with --conditional: projection or concat."),
+    ] = "projection",
+    loss: Annotated[
+        str | None, typer.Option("--loss", help="GANs: bce, hinge or wasserstein.")
+    ] = None,
+    n_critic: Annotated[
+        int | None, typer.Option("--n-critic", help="GANs: critic steps per generator step.")
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option("--ema-decay", help="GANs: moving average of G (default 0.999; 0: off)."),
+    ] = None,
     precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
     grad_clip: Annotated[
         float, typer.Option("--grad-clip", help="Clip the gradient norm (0: off).")
@@ -152,7 +169,15 @@ def train(
         tensorboard=tensorboard,
     )
     options = dict(
-        latent_dim=latent_dim, arch=arch, likelihood=likelihood, binarize=binarize, beta=beta
+        latent_dim=latent_dim,
+        arch=arch,
+        likelihood=likelihood,
+        binarize=binarize,
+        beta=beta,
+        conditional=conditioning if conditional else None,
+        loss=loss,
+        n_critic=n_critic,
+        ema_decay=ema_decay,
     )
     if channels:
         options["conv_channels"] = _int_list(channels, "--channels")
@@ -194,14 +219,17 @@ def sample(
         Path | None,
         typer.Option("--output", "-o", help="PNG to write (default: in the run's figures)."),
     ] = None,
+    label: Annotated[
+        int | None, typer.Option("--class", help="Conditional models: the class to draw.")
+    ] = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Decode samples from the prior N(0, I) into an image grid."""
+    """Draw samples from the model (z ~ N(0, I) through the decoder or generator) as a grid."""
     from genlearn.workflows import sample_run
 
     _positive(n, "-n")
-    out.print(sample_run(run, n, seed=seed, output=output, device=device))
+    out.print(sample_run(run, n, seed=seed, output=output, label=label, device=device))
 
 
 @app.command()

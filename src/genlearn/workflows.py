@@ -25,6 +25,7 @@ from genlearn.data import ImageDataset, get_dataset
 from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
+from genlearn.explore.generator import generator_figures, sample_grid
 from genlearn.explore.neighbours import neighbours_figure
 from genlearn.explore.suite import standard_figures
 from genlearn.metrics.features import parse_spaces
@@ -123,7 +124,7 @@ def train(
         train_config = TrainConfig(**config["train"])
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
     else:
-        train_config = train_config or TrainConfig()
+        train_config = train_config or TrainConfig(**get_family(family).train_defaults)
         dataset = load_data(data, image_size)
         config = _new_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed
@@ -150,7 +151,12 @@ def train(
 
     try:
         trainer.fit(
-            dataset.train_images, dataset.test_images, resume=resume is not None, on_step=on_step
+            dataset.train_images,
+            dataset.test_images,
+            train_labels=class_labels(dataset.train_labels),
+            test_labels=class_labels(dataset.test_labels),
+            resume=resume is not None,
+            on_step=on_step,
         )
     except _Stop:
         return run
@@ -162,6 +168,11 @@ def train(
         if show_progress:
             console.print(f"report: {path}")
     return run
+
+
+def class_labels(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Class indices (for conditional models); attribute tables are not classes."""
+    return labels if labels is not None and labels.ndim == 1 else None
 
 
 def _resumed_config(path: str | Path, family: str | None) -> tuple[Run, dict[str, Any]]:
@@ -264,8 +275,13 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageD
 
 
 @torch.no_grad()
-def make_figures(run: Run, model: Autoencoder, data: ImageDataset, seed: int = 0) -> list[Path]:
-    """Every figure of an autoencoder run, into run/figures/ (names the report knows)."""
+def make_figures(run: Run, model: torch.nn.Module, data: ImageDataset, seed: int = 0) -> list[Path]:
+    """Every figure of a run, into run/figures/ (names the report knows): the latent tools
+    for an autoencoder, samples and latent walks for a generator without an encoder."""
+    if not hasattr(model, "encode"):
+        paths = generator_figures(model, run.figures_dir, seed=seed)
+        console.print(f"{len(paths)} figures written to {run.figures_dir}")
+        return paths
     paths = standard_figures(
         model,
         data.test_images,  # uint8: the figure functions convert batch by batch
@@ -449,12 +465,26 @@ def sample_run(
     *,
     seed: int = 0,
     output: Path | None = None,
+    label: int | None = None,
     device: str = "auto",
 ) -> Path:
-    """A grid of n decodes of z ~ N(0, I)."""
+    """A grid of n images from z ~ N(0, I) (of class `label`, for a conditional model)."""
     model, run = load_model(path, device)
+    suffix = "" if label is None else f"-class{label}"
+    target = output or run.figures_dir / f"samples-seed{seed}-n{n}{suffix}.png"
+    if not hasattr(model, "encode"):  # a generator: conditional models take a class
+        classes = (
+            int(getattr(model, "num_classes", 0)) if getattr(model, "conditional", False) else 0
+        )
+        if label is not None and not 0 <= label < classes:
+            raise ConfigError(
+                f"--class {label} needs a conditional model with more than {label} classes "
+                f"(this one has {classes}): train with --conditional"
+            )
+        return sample_grid(model, target, n=n, seed=seed, label=label)
+    if label is not None:
+        raise ConfigError("--class applies to conditional generators (e.g. dcgan --conditional)")
     generator = torch.Generator(device=latent.model_device(model)).manual_seed(seed)
-    target = output or run.figures_dir / f"samples-seed{seed}-n{n}.png"
     return latent.prior_samples(model, target, n=n, generator=generator)
 
 

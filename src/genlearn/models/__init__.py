@@ -9,6 +9,7 @@ from torch import nn
 
 from genlearn.errors import ConfigError
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlearn.models.gan import GAN, RECIPES, GANConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,24 @@ FAMILIES: dict[str, Family] = {
         {"variational": False},
     ),
 }
+
+
+def _gan_family(variant: str, description: str) -> Family:
+    """A GAN variant: the paper's optimiser settings, a constant learning rate, batch 64."""
+    recipe = RECIPES[variant]
+    train = {"lr": recipe.lr, "batch_size": 64, "lr_schedule": "constant"}
+    return Family(variant, description, GANConfig, GAN, {"variant": variant}, train)
+
+
+FAMILIES.update(
+    {
+        "dcgan": _gan_family("dcgan", "deep convolutional GAN (Radford et al. 2016)"),
+        "wgan": _gan_family("wgan", "Wasserstein GAN with weight clipping (Arjovsky et al. 2017)"),
+        "wgan-gp": _gan_family(
+            "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)"
+        ),
+    }
+)
 
 
 def get_family(name: str) -> Family:

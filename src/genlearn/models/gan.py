@@ -26,7 +26,7 @@ import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
@@ -516,12 +516,11 @@ class GAN(nn.Module):
     def make_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         """One optimiser per network, with the variant's recipe (RECIPES).
 
-        `config` is the engine's TrainConfig: its lr wins when the user changed it from the
-        default; otherwise the recipe's lr (or GANConfig.lr) is used. Every group records
-        it as "base_lr", which the engine's schedule scales."""
+        `config` is the engine's TrainConfig, whose lr the family sets to the recipe's unless
+        the user gives --lr (GANConfig.lr, when set, wins). Every group records it as
+        "base_lr", which the engine's schedule scales."""
         recipe = self.config.recipe
-        default_lr = next(f.default for f in fields(config) if f.name == "lr")
-        lr = config.lr if config.lr != default_lr else recipe.lr
+        lr = self.config.lr if self.config.lr is not None else config.lr
         weight_decay = getattr(config, "weight_decay", 0.0)
         optimizers = {
             "discriminator": self._optimizer(self.discriminator, recipe, lr, weight_decay),

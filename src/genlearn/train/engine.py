@@ -226,6 +226,7 @@ class Trainer:
         test_images: torch.Tensor | None = None,
         *,
         train_labels: torch.Tensor | None = None,
+        test_labels: torch.Tensor | None = None,
         resume: bool = False,
         on_step: Callable[[int], None] | None = None,
     ) -> dict[str, float]:
@@ -263,7 +264,7 @@ class Trainer:
                         break
                     epoch_done = self.step // self.steps_per_epoch
                     if test_images is not None and self._should_evaluate(epoch_done):
-                        last = self.evaluate_loss(test_images)
+                        last = self.evaluate_loss(test_images, test_labels)
                         self._log({"epoch": float(epoch_done), "split": "test", **last})
                         self._say_epoch(epoch_done, last)
                     self.save_checkpoint()
@@ -279,16 +280,22 @@ class Trainer:
         return last
 
     @torch.no_grad()
-    def evaluate_loss(self, images: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-        """Mean of the model's loss entries over `images`, with fixed noise."""
+    def evaluate_loss(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+    ) -> dict[str, float]:
+        """Mean of the model's loss entries over `images`, with fixed noise (and the labels,
+        for models with their own step: a conditional GAN needs them)."""
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         generator = step_generator(self.seed, -1, self.device)
         totals: dict[str, float] = {}
         for start in range(0, len(images), batch_size):
             batch = as_float_images(images[start : start + batch_size].to(self.device))
+            extra = {}
+            if self.custom_step and labels is not None:
+                extra["labels"] = labels[start : start + batch_size].to(self.device)
             with self.accelerator.autocast():
-                out = model(batch, generator=generator)
+                out = model(batch, generator=generator, **extra)
             for key, value in out.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * len(batch)
         model.train()
