@@ -360,9 +360,14 @@ def plot_loss_curves(
     if not panels:
         panels = [keys[0]]
     use_epoch = any("epoch" in r for r in rows)
+    columns = min(3, len(panels))  # GANs log many curves: wrap them onto rows of three
+    grid_rows = math.ceil(len(panels) / columns)
     with figure_style():
-        fig = Figure(figsize=(4.6 * len(panels) + 0.4, 3.8), dpi=DPI)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig = Figure(figsize=(4.6 * columns + 0.4, 3.8 * grid_rows), dpi=DPI)
+        axes = fig.subplots(grid_rows, columns, squeeze=False).flatten()
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        axes = axes[: len(panels)]
         for i, (ax, key) in enumerate(zip(axes, panels, strict=True)):
             _plot_panel(ax, rows, key, units, legend=(i == 0))
             ax.set_xlabel("epoch" if use_epoch else "step")
@@ -380,7 +385,19 @@ def plot_loss_curves(
         return save_figure(fig, out_png, caption)
 
 
-_PANEL_TITLES = {"loss": "Loss", "recon": "Reconstruction term", "kl": "KL term"}
+_PANEL_TITLES = {
+    "loss": "Loss",
+    "recon": "Reconstruction term",
+    "kl": "KL term",
+    "loss_d": "Discriminator (critic) loss",
+    "loss_g": "Generator loss",
+    "d_real": "D(x) on real images",
+    "d_fake": "D(G(z)) on generated images",
+    "wasserstein": "Wasserstein estimate E[D(x)] - E[D(G(z))]",
+    "gp": "Gradient penalty",
+    "grad_norm_d": "Gradient norm of D",
+    "grad_norm_g": "Gradient norm of G",
+}
 
 
 def _has_signal(rows: list[dict], key: str, required: bool) -> bool:

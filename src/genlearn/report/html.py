@@ -48,10 +48,24 @@ FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
     ("Attributes", ("attr", "vector")),
     ("Nearest training images", ("neighbour",)),
 ]
+GAN_FAMILIES = ("dcgan", "wgan", "wgan-gp")
+GAN_CURVES = (
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake",
+    "wasserstein",
+    "gp",
+    "grad_norm_d",
+    "grad_norm_g",
+)
 FAMILY_NAMES = {
     "vae": "Variational autoencoder",
     "ae": "Autoencoder",
     "gan": "GAN",
+    "dcgan": "DCGAN",
+    "wgan": "Wasserstein GAN",
+    "wgan-gp": "Wasserstein GAN with gradient penalty",
     "diffusion": "Diffusion model",
 }
 FAMILY_TEXT = {
@@ -188,13 +202,21 @@ def ensure_loss_curves(run: Run) -> Path | None:
         "Loss during training: train (faint: every logged step; bold: smoothed) and "
         "test (dots, once per epoch)"
     )
+    keys: tuple[str, ...] = ("loss", "recon", "kl")
     if run.family == "vae":
         caption += "; the loss is the negative ELBO = reconstruction term + KL term."
+    if run.family in GAN_FAMILIES:
+        keys = GAN_CURVES
+        caption += (
+            ". A healthy game keeps D(x) and D(G(z)) apart but not at 1 and 0; D winning "
+            "outright (D(G(z)) near 0, G's loss climbing) starves the generator of gradient"
+        )
     return plot_loss_curves(
         run.metrics_log_path,
         run.figures_dir / LOSS_CURVES,
         caption=caption + ("" if caption.endswith(".") else "."),
         units=units,
+        keys=keys,
     )
 
 
