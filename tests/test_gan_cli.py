@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import run_cli
 from PIL import Image
 
@@ -39,7 +40,9 @@ def test_a_gan_run_is_complete_and_logs_both_players(conditional_run):
     for name in ("config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors"):
         assert (conditional_run / name).is_file(), name
     figures = {p.name for p in (conditional_run / "figures").iterdir()}
-    assert {"samples.png", "interpolation_z.png", "interpolation_z.gif"} <= figures
+    assert {"samples.png", "interpolation_z.png", "interpolation_z.gif", "training.gif"} <= figures
+    snapshots = sorted((conditional_run / "figures" / "progress").glob("step-*.png"))
+    assert len(snapshots) >= 10  # the fixed-z grid every few steps
     rows = [
         json.loads(line) for line in (conditional_run / "metrics.jsonl").read_text().splitlines()
     ]
@@ -72,6 +75,21 @@ def test_sample_a_class_neighbours_and_evaluate(conditional_run, monkeypatch, ca
     )
     assert code == 0 and "near-copies" in out
     code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "interpolate",
+        str(conditional_run),
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "--steps",
+        "5",
+        "--gif",
+    )
+    assert code == 0
+    assert (conditional_run / "figures" / "interpolation-z3-z4.gif").is_file()
+    code, out, _ = run_cli(
         monkeypatch, capsys, "evaluate", str(conditional_run), "-s", "100", "--bootstrap", "2"
     )
     assert code == 0
@@ -89,6 +107,15 @@ def test_gan_errors_are_one_line(conditional_run, monkeypatch, capsys, tmp_path)
     ]:
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and message in err, (args, err)
+
+
+def test_diversity_falls_when_samples_collapse():
+    from genlearn.explore.generator import diversity
+
+    generator = torch.Generator().manual_seed(0)
+    varied = torch.rand(32, 1, 8, 8, generator=generator)
+    collapsed = varied[:1].expand(32, 1, 8, 8) + 0.01 * torch.rand(32, 1, 8, 8, generator=generator)
+    assert diversity(collapsed) < 0.1 * diversity(varied)
 
 
 def test_wgan_gp_resumes_exactly(tmp_path):

@@ -260,8 +260,14 @@ def latent_map(
 @app.command(no_args_is_help=True)
 def interpolate(
     run: RunPath,
-    start: Annotated[int, typer.Option("--from", help="Index of the first test image.")] = 0,
-    end: Annotated[int, typer.Option("--to", help="Index of the second test image.")] = 1,
+    start: Annotated[
+        int,
+        typer.Option("--from", help="Index of the first test image (GANs: seed of the first z)."),
+    ] = 0,
+    end: Annotated[
+        int,
+        typer.Option("--to", help="Index of the second test image (GANs: seed of the last z)."),
+    ] = 1,
     steps: Annotated[int, typer.Option("--steps", help="Decoded points between them.")] = 10,
     gif: Annotated[bool, typer.Option("--gif", help="Also write an animated GIF.")] = False,
     spherical: Annotated[
@@ -269,7 +275,8 @@ def interpolate(
     ] = False,
     device: Device = "auto",
 ) -> None:
-    """Morph one test image into another by walking the latent space between their codes."""
+    """Walk the latent space: between two test images' codes (autoencoders), or between two
+    random z's (GANs)."""
     from genlearn.workflows import interpolate_run
 
     _positive(steps, "--steps")

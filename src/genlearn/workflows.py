@@ -25,7 +25,12 @@ from genlearn.data import ImageDataset, get_dataset
 from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
-from genlearn.explore.generator import generator_figures, sample_grid
+from genlearn.explore.generator import (
+    TrainingSnapshots,
+    generator_figures,
+    sample_grid,
+    walk_between,
+)
 from genlearn.explore.neighbours import neighbours_figure
 from genlearn.explore.suite import standard_figures
 from genlearn.metrics.features import parse_spaces
@@ -39,6 +44,7 @@ from genlearn.train.runs import Run, load_tensors, model_state_from_checkpoint
 
 console = Console(stderr=True)
 
+SNAPSHOTS_PER_RUN = 40  # fixed-z grids a generator's training leaves (the training GIF's frames)
 GREY_DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist", "cylinders")
 
 
@@ -142,12 +148,20 @@ def train(
             f"[bold]{family}[/] on {dataset.name} ({len(dataset.train_images)} images) "
             f"on {trainer.device} -> {run.path}"
         )
-    on_step = None
-    if stop_after_steps is not None:  # used to simulate a killed run
+    snapshots = None
+    if not hasattr(model, "encode") and trainer.accelerator.is_main_process:
+        steps = len(dataset.train_images) // train_config.batch_size * train_config.epochs
+        every = max(1, steps // SNAPSHOTS_PER_RUN)
+        snapshots = TrainingSnapshots(run.figures_dir, dataset.train_images, every, seed)
 
-        def on_step(step: int) -> None:
-            if step >= stop_after_steps:
-                raise _Stop
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def on_step(step: int) -> None:
+        if snapshots is not None:
+            snapshots(trainer.unwrapped_model, step, warn)
+        if stop_after_steps is not None and step >= stop_after_steps:
+            raise _Stop  # used to simulate a killed run
 
     try:
         trainer.fit(
@@ -161,6 +175,8 @@ def train(
     except _Stop:
         return run
     trainer.save_weights(run.weights_path)
+    if snapshots is not None:
+        snapshots.assemble(run.figures_dir / "training.gif")
     if figures and trainer.accelerator.is_main_process:
         model = trainer.unwrapped_model.eval()
         make_figures(run, model, dataset, seed=seed)
@@ -523,8 +539,15 @@ def interpolate_run(
     spherical: bool = False,
     device: str = "auto",
 ) -> list[Path]:
-    """Morph test image `start` into test image `end` through the latent space."""
-    model, data, run = load_run(path, device)
+    """Morph test image `start` into test image `end` through the latent space; for a
+    generator without an encoder, walk from the z of seed `start` to that of seed `end`."""
+    model, run = load_model(path, device)
+    if not hasattr(model, "encode"):
+        target = run.figures_dir / f"interpolation-z{start}-z{end}"
+        # slerp by default: a straight line between Gaussian z's passes through atypically
+        # short vectors, which a generator has rarely seen
+        return walk_between(model, (start, end), target, steps=steps, gif=gif, spherical=True)
+    data = run_dataset(run)
     images = data.test_images
     _check_index(start, len(images), "--from")
     _check_index(end, len(images), "--to")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from genlearn.explore.latent import interpolation_codes
@@ -69,9 +71,99 @@ def latent_walk(
     return [strip, gif]
 
 
+@torch.no_grad()
+def walk_between(
+    model: nn.Module,
+    seeds: tuple[int, int],
+    path: Path,
+    *,
+    steps: int = 10,
+    gif: bool = False,
+    spherical: bool = True,
+) -> list[Path]:
+    """Images along the path between the z's drawn from two seeds: a strip (and a GIF)."""
+    ends = [
+        torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(s)) for s in seeds
+    ]
+    codes = interpolation_codes(ends[0], ends[1], steps, spherical=spherical)
+    classes = _class_count(model)
+    labels = torch.zeros(steps, dtype=torch.long) if classes else None
+    images = model.generate(codes, labels).cpu()
+    kind = "spherical" if spherical else "straight"
+    caption = f"From z(seed {seeds[0]}) to z(seed {seeds[1]}) in {steps} steps ({kind} path)."
+    paths = [save_image_grid(images, path.with_suffix(".png"), nrow=steps, caption=caption)]
+    if gif:
+        paths.append(save_gif(list(images), path.with_suffix(".gif"), caption=caption))
+    return paths
+
+
 def generator_figures(model: nn.Module, figures_dir: Path, seed: int = 0) -> list[Path]:
     """The figures every GAN run gets at the end of training."""
     model.eval()
     paths = [sample_grid(model, figures_dir / "samples.png", seed=seed)]
     paths += latent_walk(model, figures_dir / "interpolation_z", seed=seed)
     return paths
+
+
+# ---- during training: a fixed batch of z, every N steps ---------------------------------------
+PROGRESS_DIR = "progress"
+COLLAPSE_RATIO = 0.25  # a fixed batch this much less diverse than real images has collapsed
+
+
+def diversity(images: torch.Tensor) -> float:
+    """Mean pairwise distance between the images of a batch (in [0, 1] pixels, per pixel):
+    a generator that collapses to a few outputs makes it fall towards 0."""
+    flat = images.float().flatten(1)
+    flat = flat / 255.0 if images.dtype == torch.uint8 else flat
+    distances = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
+    n = len(flat)
+    return float(distances.sum() / max(1, n * (n - 1)))
+
+
+class TrainingSnapshots:
+    """Draws the same 64 z's through the generator every `every` steps into figures/progress/,
+    warns when their diversity falls far below real images', and assembles a GIF at the end
+    (Radford et al. show such grids to argue the model learns rather than memorises)."""
+
+    def __init__(self, figures_dir: Path, real_images: torch.Tensor, every: int, seed: int = 0):
+        self.folder = figures_dir / PROGRESS_DIR
+        self.every = every
+        self.seed = seed  # the same z's at every snapshot, also after a resume
+        self.real_diversity = diversity(real_images[:64])
+        self.warned = False
+
+    def __call__(self, model: nn.Module, step: int, warn) -> None:
+        if step % self.every:
+            return
+        generator = torch.Generator().manual_seed(self.seed)
+        z = torch.randn(64, model.latent_dim, generator=generator)
+        classes = _class_count(model)
+        labels = torch.arange(64) % classes if classes else None
+        was_training = model.training
+        images = model.generate(z, labels).cpu()
+        model.train(was_training)
+        spread = diversity(images)
+        caption = f"step {step}: diversity {spread:.3f} (real images {self.real_diversity:.3f})"
+        save_image_grid(images, self.folder / f"step-{step:07d}.png", nrow=8, caption=caption)
+        if spread < COLLAPSE_RATIO * self.real_diversity and not self.warned:
+            warn(
+                f"step {step}: the samples are collapsing (diversity {spread:.3f} against "
+                f"{self.real_diversity:.3f} for real images): see {self.folder}"
+            )
+            self.warned = True
+
+    def assemble(self, path: Path) -> Path | None:
+        """All snapshots so far (a resumed run included) as one GIF."""
+        files = sorted(self.folder.glob("step-*.png"))
+        if len(files) < 2:
+            return None
+        frames = []
+        for file in files:
+            with Image.open(file) as image:
+                array = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+            frames.append(array.permute(2, 0, 1).float() / 255.0)
+        caption = (
+            f"The same 64 z's through the generator every {self.every} steps "
+            f"({len(files)} snapshots): the game as it was played."
+        )
+        return save_gif(frames, path, duration_ms=150, bounce=False, scale=1, caption=caption)
