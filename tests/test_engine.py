@@ -338,3 +338,13 @@ def test_a_model_with_its_own_step_and_two_optimisers_trains_and_resumes_exactly
         s["momentum_buffer"] for s in straight.optimizers["b"].state_dict()["state"].values()
     ]
     assert all(torch.equal(x, y) for x, y in zip(momentum, expected, strict=True))
+
+
+def test_a_time_limit_ends_training_early_as_finished(tmp_path):
+    config = TrainConfig(epochs=1000, batch_size=16, max_seconds=0.5)
+    run = Run.create(tmp_path, "vae", "timed")
+    trainer = Trainer(tiny_model(), run, config, seed=0, device="cpu", show_progress=False)
+    trainer.fit(tiny_images())  # returns normally: no RunError as for an interruption
+    assert 0 < trainer.step < 1000 * 6
+    assert 0.5 <= trainer.train_seconds < 30
+    assert load_tensors(run.checkpoint_path)[1]["step"] == trainer.step

@@ -138,6 +138,10 @@ def train(
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
     ] = 0,
+    time_limit: Annotated[
+        float,
+        typer.Option("--time-limit", help="Stop after this many seconds of training (0: none)."),
+    ] = 0.0,
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", help="Also log to TensorBoard.")
     ] = False,
@@ -167,6 +171,7 @@ def train(
         grad_clip=grad_clip,
         checkpoint_every_steps=checkpoint_every,
         tensorboard=tensorboard,
+        max_seconds=time_limit,
     )
     options = dict(
         latent_dim=latent_dim,

@@ -57,6 +57,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: only at epoch ends (and when interrupted)
     log_every_steps: int = 50
     tensorboard: bool = False
+    max_seconds: float = 0.0  # stop (as finished) after this much training time; 0: no limit
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -217,6 +218,7 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0  # time spent in training steps, across resumes
         self.steps_per_epoch = 0
+        self._out_of_time = False  # max_seconds of training reached: finish as if done
         self._tensorboard = None
 
     # ---- public ----------------------------------------------------------------------------
@@ -253,14 +255,14 @@ class Trainer:
         self._tensorboard = self._open_tensorboard() if self.config.tensorboard else None
         try:
             with progress, StopOnInterrupt(enabled=world == 1) as stop:
-                while self.step < total_steps and not stop.requested:
+                while self.step < total_steps and not stop.requested and not self._out_of_time:
                     epoch, offset = divmod(self.step, self.steps_per_epoch)
                     order = epoch_order(len(train_images), self.seed, epoch, rank, world)
                     order = order.to(self.device)  # index on the device the images live on
                     self._train_epoch(
                         train_images, order, offset, total_steps, progress, task, on_step, stop
                     )
-                    if stop.requested:
+                    if stop.requested or self._out_of_time:
                         break
                     epoch_done = self.step // self.steps_per_epoch
                     if test_images is not None and self._should_evaluate(epoch_done):
@@ -271,6 +273,12 @@ class Trainer:
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
+        if self._out_of_time:
+            self.save_checkpoint()
+            if self.show_progress:
+                console.print(
+                    f"time limit of {self.config.max_seconds:g} s reached at step {self.step}"
+                )
         if stop.requested:
             self.save_checkpoint()
             raise RunError(
@@ -331,7 +339,10 @@ class Trainer:
             )
             # windows end at multiples of log_every_steps, so a resumed run logs the same steps
             end_of_window = self.step % self.config.log_every_steps == 0 or index == last_index
-            if end_of_window or checkpoint_now or stop.requested:
+            if self.config.max_seconds > 0:
+                spent = self.train_seconds + time.perf_counter() - window_start
+                self._out_of_time = spent >= self.config.max_seconds
+            if end_of_window or checkpoint_now or stop.requested or self._out_of_time:
                 means = self._window_means(sums, count)  # raises if the loss went non-finite
                 elapsed = time.perf_counter() - window_start
                 self.train_seconds += elapsed
@@ -355,7 +366,7 @@ class Trainer:
                 self.save_checkpoint()
             if on_step is not None:
                 on_step(self.step)
-            if stop.requested:
+            if stop.requested or self._out_of_time:
                 return
 
     def _window_means(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:

@@ -1,0 +1,112 @@
+"""GANs on MNIST for the same wall time: the PyTorch examples' DCGAN recipe against genlearn.
+
+Each contestant trains for `--seconds` (default 600) on the 60,000 MNIST training digits, then
+draws `--samples` images that are compared with the training set in the MNIST-CNN feature
+space: FID (± bootstrap standard error), precision, recall and the share of near-copies.
+Contestants, run one after the other in this script so they share the machine's state:
+
+- `reference`: benchmarks/reference/pytorch_examples_dcgan.py (plain PyTorch, 32x32, ngf =
+  ndf = 64, batch 64, Adam 2e-4/0.5, BCE);
+- `dcgan` and `wgan-gp`: `genlearn train <family> --data mnist --time-limit SECONDS` with the
+  family's defaults (28x28, moving-average generator for sampling).
+
+The target: genlearn's best FID is at most half the reference's. Prints a table, then one
+JSON line.
+
+    GENLEARN_DATA=../shared/data python benchmarks/gan_mnist_vs_pytorch_examples.py [--seconds 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
+
+import pytorch_examples_dcgan as reference  # noqa: E402
+
+from genlearn.data import get_dataset  # noqa: E402
+from genlearn.metrics.quality import evaluate_samples  # noqa: E402
+from genlearn.train.engine import TrainConfig  # noqa: E402
+from genlearn.workflows import generate_samples, load_model, train  # noqa: E402
+
+
+def quality(samples: torch.Tensor, mnist) -> dict[str, float]:
+    report = evaluate_samples(
+        samples, mnist.train_images, None, ["mnist-cnn"], bootstrap=10, show_progress=False
+    )
+    figures = report.spaces[0].samples
+    keep = ("fid", "fid_stderr", "precision", "recall", "near_copy_share")
+    return {key: round(float(figures[key]), 4) for key in keep}
+
+
+def run_reference(mnist, seconds: float, n: int) -> dict[str, object]:
+    result = reference.train_for(mnist.train_images, seconds)
+    samples = reference.sample(result["generator"], n)
+    return {
+        "images_per_s": round(result["images_seen"] / result["seconds"], 1),
+        "iterations": result["iterations"],
+        **quality(samples, mnist),
+    }
+
+
+def run_genlearn(family: str, mnist, seconds: float, n: int, runs: Path) -> dict[str, object]:
+    from genlearn.models import get_family
+
+    config = TrainConfig(
+        **{**get_family(family).train_defaults, "epochs": 1000, "max_seconds": seconds}
+    )
+    start = time.perf_counter()
+    run = train(family, "mnist", train_config=config, runs_dir=runs, device="cpu", figures=False)
+    model, _ = load_model(run.path)
+    samples = generate_samples(model, n, seed=0, show_progress=False)
+    log = [r for r in run.read_log() if r.get("split") == "train"]
+    images = sum(r["images_per_s"] for r in log) / max(1, len(log))
+    return {
+        "images_per_s": round(images, 1),
+        "iterations": log[-1]["step"] if log else 0,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "run": str(run.path),
+        **quality(samples, mnist),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--families", default="dcgan,wgan-gp")
+    parser.add_argument("--runs-dir", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    mnist = get_dataset("mnist")
+    runs = args.runs_dir or Path(tempfile.mkdtemp(prefix="gan-bench-"))
+    results = {
+        "seconds": args.seconds,
+        "reference": run_reference(mnist, args.seconds, args.samples),
+    }
+    for family in args.families.split(","):
+        results[family] = run_genlearn(family, mnist, args.seconds, args.samples, runs)
+    best = min(results[f]["fid"] for f in args.families.split(","))
+    results["best_fid_over_reference"] = round(best / results["reference"]["fid"], 3)
+    for name in ["reference", *args.families.split(",")]:
+        r = results[name]
+        print(
+            f"{name:>10}: FID {r['fid']:8.2f} ± {r['fid_stderr']:.2f}  precision {r['precision']:.3f}"
+            f"  recall {r['recall']:.3f}  near-copies {r['near_copy_share']:.2%}"
+            f"  {r['images_per_s']:7.1f} img/s  ({r['iterations']} steps)"
+        )
+    print(
+        f"best genlearn FID / reference FID: {results['best_fid_over_reference']} (target <= 0.5)"
+    )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
