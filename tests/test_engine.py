@@ -30,9 +30,9 @@ def tiny_images(n: int = 96) -> torch.Tensor:
     return torch.randint(0, 256, (n, 1, 8, 8), generator=generator, dtype=torch.uint8)
 
 
-def tiny_model() -> Autoencoder:
+def tiny_model(channels: tuple[int, ...] = (8,)) -> Autoencoder:
     torch.manual_seed(0)
-    return Autoencoder(AutoencoderConfig(latent_dim=2, image_size=8, conv_channels=[8]))
+    return Autoencoder(AutoencoderConfig(latent_dim=2, image_size=8, conv_channels=list(channels)))
 
 
 def test_learning_rate_warms_up_then_follows_the_cosine():
@@ -78,12 +78,14 @@ def train_run(
     stop_at: int | None = None,
     resume: bool = False,
     run: Run | None = None,
+    channels: tuple[int, ...] = (8,),
 ) -> Trainer:
     config = TrainConfig(
         epochs=3, batch_size=16, lr=3e-3, checkpoint_every_steps=4, log_every_steps=2
     )
     run = run or Run.create(tmp_path, "vae", name)
-    trainer = Trainer(tiny_model(), run, config, seed=5, device="cpu", show_progress=False)
+    model = tiny_model(channels)
+    trainer = Trainer(model, run, config, seed=5, device="cpu", show_progress=False)
 
     def kill(step: int) -> None:  # a crash: no checkpoint is written on the way out
         if stop_at is not None and step >= stop_at:
@@ -94,11 +96,14 @@ def train_run(
     return trainer
 
 
-def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path):
-    straight = train_run(tmp_path, "straight")
-    killed = train_run(tmp_path, "killed", stop_at=10)  # last checkpoint at step 8
+@pytest.mark.parametrize("channels", [(8,), (8, 8)])
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, channels):
+    # (8, 8): a convolution with 8 input channels, whose channels-last weights the fused Adam
+    # pairs with its moments by memory layout, which the checkpoint must restore
+    straight = train_run(tmp_path, "straight", channels=channels)
+    killed = train_run(tmp_path, "killed", stop_at=10, channels=channels)  # checkpoint at 8
     assert killed.step == 10
-    resumed = train_run(tmp_path, "unused", resume=True, run=killed.run)
+    resumed = train_run(tmp_path, "unused", resume=True, run=killed.run, channels=channels)
     assert resumed.step == straight.step == 18
     for (name, a), (_, b) in zip(
         straight.unwrapped_model.state_dict().items(),

@@ -388,6 +388,7 @@ class Trainer:
             raise RunError(f"checkpoint does not fit this model: {str(error)[:200]}") from None
         optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
         self.optimizer.load_state_dict(optimizer_state)
+        _match_parameter_layouts(self.optimizer)
         saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
         now = (self.accelerator.num_processes, self.steps_per_epoch)
         if saved[1] is not None and saved != now:
@@ -448,3 +449,17 @@ class Trainer:
                 "TensorBoard logging needs the tensorboard package: pip install 'genlearn[tensorboard]'"
             ) from None
         return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each loaded moment its parameter's memory layout.
+
+    Checkpoints store tensors contiguous, but the model's convolution weights are
+    channels-last; the fused Adam kernel walks parameter and moment memory in step, so a
+    moment in another layout would pair its values with the wrong weights after a resume.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    optimizer.state[param][key] = torch.empty_like(param).copy_(value)
