@@ -412,8 +412,11 @@ def test_evaluation_losses_update_nothing(variant):
     ],
 )
 def test_optimisers_follow_the_recipe_unless_the_user_sets_lr(variant, kind, lr, betas):
+    from genlearn.models import get_family
+
     model = tiny(variant)
-    optimizers = model.make_optimizers(TrainConfig())
+    # the family's training defaults carry the recipe's rate; --lr replaces it
+    optimizers = model.make_optimizers(TrainConfig(**get_family(variant).train_defaults))
     assert set(optimizers) == {"discriminator", "generator"}
     for name, optimizer in optimizers.items():
         assert isinstance(optimizer, kind)
