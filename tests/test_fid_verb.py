@@ -318,3 +318,15 @@ def test_statistics_errors_say_what_is_wrong_in_one_line(tmp_path):
     with pytest.raises(DataError) as caught:
         load_image_set(str(tmp_path / "s.npz"))
     assert "\n" not in str(caught.value) and str(tmp_path / "s.npz") in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [b"not numpy at all", None])
+def test_a_file_that_is_not_an_npz_archive_is_one_line(tmp_path, monkeypatch, capsys, content):
+    path = tmp_path / "bad.npz"
+    if content is None:  # a bare .npy array under an .npz name
+        with open(path, "wb") as handle:
+            np.save(handle, np.zeros((3, 8, 8), dtype=np.uint8))
+    else:
+        path.write_bytes(content)
+    code, _, err = run_cli(monkeypatch, capsys, "fid", str(path), "dataset:digits")
+    assert code == 2 and "not a NumPy .npz archive" in err and "pickle=" not in err

@@ -35,6 +35,9 @@ Seed = Annotated[
 Device = Annotated[
     str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")
 ]
+Bootstrap = Annotated[
+    int, typer.Option("--bootstrap", help="Bootstrap resamples for FID's standard error.")
+]
 RunPath = Annotated[
     Path, typer.Argument(help="A run directory, e.g. runs/vae-mnist-20260101-120000.")
 ]
@@ -356,9 +359,7 @@ def evaluate(
             "networks).",
         ),
     ] = None,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples for FID's standard error.")
-    ] = 10,
+    bootstrap: Bootstrap = 10,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
@@ -453,9 +454,7 @@ def fid(
         int | None,
         typer.Option("--num-samples", "-s", help="Use a random N images of each set."),
     ] = None,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples for FID's standard error.")
-    ] = 10,
+    bootstrap: Bootstrap = 10,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:

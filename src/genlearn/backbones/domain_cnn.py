@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
 from genlearn import __version__
@@ -283,7 +282,7 @@ def _fit(
     show_progress: bool,
 ) -> None:
     """Adam with a short warm-up and cosine decay; batches and shifts drawn from `seed`."""
-    from genlearn.train.engine import epoch_order, learning_rate
+    from genlearn.train.engine import epoch_order, learning_rate, training_progress
 
     device = next(model.parameters()).device
     steps_per_epoch = len(images) // config.batch_size
@@ -292,7 +291,7 @@ def _fit(
     images, labels = images.to(device), labels.to(device)
     model.train()
     step = 0
-    with _progress(show_progress) as progress:
+    with training_progress(show_progress) as progress:
         task = progress.add_task("domain network", total=total, info="")
         for epoch in range(config.epochs):
             order = epoch_order(len(images), seed, epoch, 0, 1).to(device)
@@ -326,21 +325,6 @@ def _end_epoch(epoch: int, epochs: int, losses: Tensor, show: bool) -> None:
         raise ConfigError("the training loss became non-finite: lower the learning rate")
     if show:
         console.print(f"epoch {epoch + 1}/{epochs}  train loss {losses.mean().item():.4f}")
-
-
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show,
-        refresh_per_second=4,
-    )
 
 
 def random_shift(x: Tensor, generator: torch.Generator, max_shift: int = MAX_SHIFT) -> Tensor:

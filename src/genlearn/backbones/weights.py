@@ -130,23 +130,7 @@ def _download_verified(spec: WeightsSpec, dest: Path) -> Path:
     """Download `spec.url` to `dest`, refusing a file whose hash does not match the spec."""
     assert spec.url is not None
     try:
-        if spec.sha256 is not None or spec.sha256_prefix is None:
-            return download(spec.url, dest, spec.sha256)
-        # Only the file name's hash prefix is known: download beside `dest`, then check.
-        staging = dest.with_name(f".{dest.name}.unverified")
-        try:
-            download(spec.url, staging, None)
-            digest = file_sha256(staging)
-            if not digest.startswith(spec.sha256_prefix):
-                raise WeightsError(
-                    f"downloaded {dest.name} from {spec.url} but its SHA-256 is {digest}, which "
-                    f"does not start with {spec.sha256_prefix}: the file was deleted; try again "
-                    f"later or put a good copy in {_where_to_put()}"
-                )
-            os.replace(staging, dest)
-        finally:
-            staging.unlink(missing_ok=True)
-        return dest
+        return download(spec.url, dest, spec.sha256, spec.sha256_prefix)
     except DataError as error:  # download()'s hash check speaks of data; this is a weights file
         raise WeightsError(str(error)) from error
 

@@ -112,8 +112,9 @@ def resolve_file(
     )
 
 
-def download(url: str, dest: Path, sha256: str | None) -> Path:
-    """Download `url` to `dest` atomically, checking its SHA-256 when one is given.
+def download(url: str, dest: Path, sha256: str | None, sha256_prefix: str | None = None) -> Path:
+    """Download `url` to `dest` atomically, checking its SHA-256 when one is given (or, when
+    only a prefix is known, as in torch-hub file names, that the hash starts with it).
 
     The data goes to a temporary file next to `dest` and is renamed only once complete and
     verified, so an interrupted download never leaves a half file that looks valid.
@@ -123,10 +124,12 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
     tmp = Path(tmp_name)
     try:
         digest = _fetch(url, fd, dest.name)
-        if sha256 is not None and digest != sha256:
+        expected = sha256 or sha256_prefix
+        if expected is not None and not digest.startswith(expected):
+            wanted = f"not {sha256}" if sha256 else f"which does not start with {sha256_prefix}"
             raise DataError(
                 f"downloaded {dest.name} from {url} but its SHA-256 is {digest}, "
-                f"not {sha256}: the file was deleted; try again later or put a "
+                f"{wanted}: the file was deleted; try again later or put a "
                 f"good copy in {dest.parent}/"
             )
         os.replace(tmp, dest)

@@ -235,10 +235,17 @@ def _file_is_grey(path: Path, size: int) -> bool:
 
 def _npz(path: Path, limit: int | None, seed: int) -> ImageSet:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("not an archive of arrays")
+        with loaded as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise DataError(f"cannot read {path} as .npz ({error})") from None
+    except (OSError, ValueError, zipfile.BadZipFile):
+        # numpy reports any non-archive as "pickled data": never suggest loading that
+        raise DataError(
+            f"cannot read {path}: it is not a NumPy .npz archive of arrays (save one with "
+            "numpy.savez; pickled objects are never loaded)"
+        ) from None
     if "mu" in arrays and "sigma" in arrays:
         return ImageSet(str(path), stats=_statistics(path, arrays))
     array = arrays.get("images")

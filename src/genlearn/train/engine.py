@@ -493,18 +493,7 @@ class Trainer:
         return every > 0 and (epoch_done % every == 0 or epoch_done == self.config.epochs)
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not self.show_progress,
-            refresh_per_second=4,
-        )
+        return training_progress(self.show_progress)
 
     def _open_tensorboard(self):
         try:
@@ -544,3 +533,19 @@ def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(param, {}).items():
                 if torch.is_tensor(value) and value.shape == param.shape:
                     optimizer.state[param][key] = torch.empty_like(param).copy_(value)
+
+
+def training_progress(show: bool) -> Progress:
+    """The bar of a training loop: steps, a free "info" field (loss, images/s), time, eta."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+        refresh_per_second=4,
+    )
