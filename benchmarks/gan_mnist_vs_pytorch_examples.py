@@ -33,6 +33,7 @@ import pytorch_examples_dcgan as reference  # noqa: E402
 
 from genlearn.data import get_dataset  # noqa: E402
 from genlearn.metrics.quality import evaluate_samples  # noqa: E402
+from genlearn.report.figures import save_image_grid  # noqa: E402
 from genlearn.train.engine import TrainConfig  # noqa: E402
 from genlearn.workflows import generate_samples, load_model, train  # noqa: E402
 
@@ -46,10 +47,12 @@ def quality(samples: torch.Tensor, mnist) -> dict[str, float]:
     return {key: round(float(figures[key]), 4) for key in keep}
 
 
-def run_reference(mnist, seconds: float, n: int) -> dict[str, object]:
+def run_reference(mnist, seconds: float, n: int, runs: Path) -> dict[str, object]:
     result = reference.train_for(mnist.train_images, seconds)
     samples = reference.sample(result["generator"], n)
+    grid = save_image_grid(samples[:64], runs / "reference-samples.png", nrow=8)
     return {
+        "samples_png": str(grid),
         "images_per_s": round(result["images_seen"] / result["seconds"], 1),
         "iterations": result["iterations"],
         **quality(samples, mnist),
@@ -63,7 +66,8 @@ def run_genlearn(family: str, mnist, seconds: float, n: int, runs: Path) -> dict
         **{**get_family(family).train_defaults, "epochs": 1000, "max_seconds": seconds}
     )
     start = time.perf_counter()
-    run = train(family, "mnist", train_config=config, runs_dir=runs, device="cpu", figures=False)
+    # figures (samples, training GIF, report) are drawn after the timed training
+    run = train(family, "mnist", train_config=config, runs_dir=runs, device="cpu")
     model, _ = load_model(run.path)
     samples = generate_samples(model, n, seed=0, show_progress=False)
     log = [r for r in run.read_log() if r.get("split") == "train"]
@@ -87,9 +91,10 @@ def main() -> None:
     torch.manual_seed(0)
     mnist = get_dataset("mnist")
     runs = args.runs_dir or Path(tempfile.mkdtemp(prefix="gan-bench-"))
+    runs.mkdir(parents=True, exist_ok=True)
     results = {
         "seconds": args.seconds,
-        "reference": run_reference(mnist, args.seconds, args.samples),
+        "reference": run_reference(mnist, args.seconds, args.samples, runs),
     }
     for family in args.families.split(","):
         results[family] = run_genlearn(family, mnist, args.seconds, args.samples, runs)

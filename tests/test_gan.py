@@ -12,6 +12,7 @@ from torch import nn
 from genlearn.errors import ConfigError
 from genlearn.models.gan import (
     GAN,
+    RECIPES,
     ExponentialMovingAverage,
     GANConfig,
     bce_discriminator_loss,
@@ -23,7 +24,7 @@ from genlearn.models.gan import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from genlearn.train.engine import TrainConfig, step_generator
+from genlearn.train.engine import TrainConfig, match_parameter_layouts, step_generator
 
 VARIANTS = ["dcgan", "wgan", "wgan-gp"]
 
@@ -295,6 +296,7 @@ def test_training_resumes_exactly_from_contiguous_optimiser_state():
     resumed_optimizers = resumed.make_optimizers(TrainConfig())
     for name, optimizer in resumed_optimizers.items():
         optimizer.load_state_dict(saved[name])
+        match_parameter_layouts(optimizer)  # as the engine does after loading a checkpoint
     step(model, optimizers, 1)
     step(resumed, resumed_optimizers, 1)
     assert same_parameters(resumed, dict(model.named_parameters()))
@@ -430,8 +432,25 @@ def test_optimisers_follow_the_recipe_unless_the_user_sets_lr(variant, kind, lr,
                 assert tuple(group["betas"]) == betas
     for optimizer in model.make_optimizers(TrainConfig(lr=3e-3)).values():
         assert optimizer.param_groups[0]["base_lr"] == 3e-3
-    overridden = tiny(variant, lr=7e-4).make_optimizers(TrainConfig())
-    assert overridden["generator"].param_groups[0]["base_lr"] == 7e-4
+
+
+@pytest.mark.parametrize("variant", ["dcgan", "wgan", "wgan-gp"])
+def test_a_resolved_config_writes_the_recipe_in_and_builds_the_same_model(variant):
+    config = GANConfig(variant=variant, image_size=16)
+    resolved = config.resolved()
+    recipe = RECIPES[variant]
+    assert (resolved.loss, resolved.n_critic, resolved.critic_norm, resolved.betas) == (
+        recipe.loss,
+        recipe.n_critic,
+        recipe.critic_norm,
+        recipe.betas,
+    )
+    assert resolved.recipe == config.recipe
+    torch.manual_seed(0)
+    a = GAN(config).state_dict()
+    torch.manual_seed(0)
+    b = GAN(resolved).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,16 @@ def test_a_gan_run_is_complete_and_logs_both_players(conditional_run):
     assert any(r["split"] == "test" for r in rows)  # evaluated with the test labels
     config = json.loads((conditional_run / "config.json").read_text())
     assert config["model"]["num_classes"] == 10 and config["train"]["lr"] == 2e-4
+    # the recipe's choices are written in, so the file says what ran
+    assert config["model"]["loss"] == "bce" and config["model"]["betas"] == [0.5, 0.999]
+    assert config["model"]["n_critic"] == 1 and config["model"]["critic_norm"] == "batch"
+
+
+def test_a_gan_report_shows_the_game_not_a_summed_loss(conditional_run):
+    page = (conditional_run / "report.html").read_text()
+    assert "D(x) on test images" in page and "D(G(z)) on generated images" in page
+    assert "Test loss" not in page and "last test loss" not in page
+    assert "genlearn evaluate measures that" in page
 
 
 def test_sample_a_class_neighbours_and_evaluate(conditional_run, monkeypatch, capsys, tmp_path):
@@ -116,6 +126,58 @@ def test_diversity_falls_when_samples_collapse():
     varied = torch.rand(32, 1, 8, 8, generator=generator)
     collapsed = varied[:1].expand(32, 1, 8, 8) + 0.01 * torch.rand(32, 1, 8, 8, generator=generator)
     assert diversity(collapsed) < 0.1 * diversity(varied)
+
+
+class _ScriptedGenerator(torch.nn.Module):
+    """Stands in for a generator: draws a varied batch, or one image 64 times."""
+
+    latent_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.collapsed = True
+
+    def generate(self, z, labels=None):
+        generator = torch.Generator().manual_seed(1)
+        images = torch.rand(len(z), 1, 8, 8, generator=generator)
+        return images[:1].expand_as(images) if self.collapsed else images
+
+
+def test_collapse_warning_ignores_the_grey_start_and_fires_once_on_a_fall(tmp_path):
+    from genlearn.explore.generator import TrainingSnapshots
+
+    real = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    snapshots = TrainingSnapshots(tmp_path, real, every=1)
+    model, warnings = _ScriptedGenerator(), []
+    for step, collapsed in enumerate([True, True, False, False, True, True], start=1):
+        model.collapsed = collapsed
+        snapshots(model, step, warnings.append)
+        assert len(warnings) == (1 if step >= 5 else 0), (step, warnings)
+    assert "collapsing" in warnings[0] and warnings[0].startswith("step 5")
+    assert snapshots.assemble(tmp_path / "training.gif").exists()
+
+
+def test_a_generator_that_never_spreads_out_is_reported(tmp_path):
+    from genlearn.explore.generator import SNAPSHOTS_PER_RUN, TrainingSnapshots
+
+    real = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    snapshots, warnings = TrainingSnapshots(tmp_path, real, every=1), []
+    for step in range(1, SNAPSHOTS_PER_RUN // 2):
+        snapshots(_ScriptedGenerator(), step, warnings.append)
+    assert len(warnings) == 1 and "not become diverse" in warnings[0]
+
+
+def test_time_limited_snapshots_are_spaced_in_time(tmp_path, monkeypatch):
+    from genlearn.explore import generator as module
+
+    clock = iter([0.0, 0.4, 1.1, 1.5, 2.3])
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
+    real = torch.rand(64, 1, 8, 8)
+    snapshots = module.TrainingSnapshots(tmp_path, real, every=10**9, every_seconds=1.0)
+    for step in range(1, 6):
+        snapshots(_ScriptedGenerator(), step, lambda message: None)
+    taken = sorted(path.name for path in (tmp_path / module.PROGRESS_DIR).glob("*.png"))
+    assert taken == ["step-0000001.png", "step-0000003.png", "step-0000005.png"]
 
 
 def test_wgan_gp_resumes_exactly(tmp_path):

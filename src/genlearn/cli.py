@@ -212,7 +212,7 @@ def tour(
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """A guided first run: a VAE and an AE on the built-in digits, their figures and reports."""
+    """A guided first run: a VAE, an AE and a DCGAN on the built-in digits, figures and reports."""
     from genlearn.tour import run_tour
 
     run_tour(runs_dir=runs_dir, seed=seed, device=device)

@@ -26,6 +26,7 @@ from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
 from genlearn.explore.generator import (
+    SNAPSHOTS_PER_RUN,
     TrainingSnapshots,
     generator_figures,
     sample_grid,
@@ -44,7 +45,6 @@ from genlearn.train.runs import Run, load_tensors, model_state_from_checkpoint
 
 console = Console(stderr=True)
 
-SNAPSHOTS_PER_RUN = 40  # fixed-z grids a generator's training leaves (the training GIF's frames)
 GREY_DIGIT_DATASETS = ("digits", "mnist", "fashion-mnist", "cylinders")
 
 
@@ -82,6 +82,8 @@ def model_config_for(family: str, data: ImageDataset, **options: Any) -> dict[st
         image_size=data.image_size,
     )
     config.validate()
+    if hasattr(config, "resolved"):  # defaults that depend on other choices, written in
+        config = config.resolved()
     return asdict(config)
 
 
@@ -152,7 +154,13 @@ def train(
     if not hasattr(model, "encode") and trainer.accelerator.is_main_process:
         steps = len(dataset.train_images) // train_config.batch_size * train_config.epochs
         every = max(1, steps // SNAPSHOTS_PER_RUN)
-        snapshots = TrainingSnapshots(run.figures_dir, dataset.train_images, every, seed)
+        # a time-limited run ends before its epochs do: space the snapshots in time instead
+        every_seconds = (
+            train_config.max_seconds / SNAPSHOTS_PER_RUN if train_config.max_seconds else None
+        )
+        snapshots = TrainingSnapshots(
+            run.figures_dir, dataset.train_images, every, seed, every_seconds=every_seconds
+        )
 
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -13,6 +13,7 @@ conditional models.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,7 @@ def generator_figures(model: nn.Module, figures_dir: Path, seed: int = 0) -> lis
 
 # ---- during training: a fixed batch of z, every N steps ---------------------------------------
 PROGRESS_DIR = "progress"
+SNAPSHOTS_PER_RUN = 40  # fixed-z grids a generator's training leaves (the training GIF's frames)
 COLLAPSE_RATIO = 0.25  # a fixed batch this much less diverse than real images has collapsed
 
 
@@ -125,15 +127,37 @@ class TrainingSnapshots:
     warns when their diversity falls far below real images', and assembles a GIF at the end
     (Radford et al. show such grids to argue the model learns rather than memorises)."""
 
-    def __init__(self, figures_dir: Path, real_images: torch.Tensor, every: int, seed: int = 0):
+    def __init__(
+        self,
+        figures_dir: Path,
+        real_images: torch.Tensor,
+        every: int,
+        seed: int = 0,
+        every_seconds: float | None = None,
+    ):
+        """Snapshot every `every` steps, or, for a run bounded by time rather than by steps
+        (--time-limit), every `every_seconds` seconds of wall time from the first step."""
         self.folder = figures_dir / PROGRESS_DIR
         self.every = every
+        self.every_seconds = every_seconds
+        self.last_time: float | None = None
         self.seed = seed  # the same z's at every snapshot, also after a resume
         self.real_diversity = diversity(real_images[:64])
+        self.snapshots_taken = 0
+        self.was_diverse = False
         self.warned = False
 
+    def _due(self, step: int) -> bool:
+        if self.every_seconds is None:
+            return step % self.every == 0
+        now = time.perf_counter()
+        if self.last_time is not None and now - self.last_time < self.every_seconds:
+            return False
+        self.last_time = now
+        return True
+
     def __call__(self, model: nn.Module, step: int, warn) -> None:
-        if step % self.every:
+        if not self._due(step):
             return
         generator = torch.Generator().manual_seed(self.seed)
         z = torch.randn(64, model.latent_dim, generator=generator)
@@ -145,12 +169,28 @@ class TrainingSnapshots:
         spread = diversity(images)
         caption = f"step {step}: diversity {spread:.3f} (real images {self.real_diversity:.3f})"
         save_image_grid(images, self.folder / f"step-{step:07d}.png", nrow=8, caption=caption)
-        if spread < COLLAPSE_RATIO * self.real_diversity and not self.warned:
-            warn(
-                f"step {step}: the samples are collapsing (diversity {spread:.3f} against "
-                f"{self.real_diversity:.3f} for real images): see {self.folder}"
-            )
-            self.warned = True
+        self._check_collapse(step, spread, warn)
+
+    def _check_collapse(self, step: int, spread: float, warn) -> None:
+        """Warn once when the batch falls below the threshold after having been above it, or
+        stays below it for a quarter of the run (a freshly initialised generator draws
+        near-identical grey images, which is not a collapse)."""
+        self.snapshots_taken += 1
+        collapsed = spread < COLLAPSE_RATIO * self.real_diversity
+        self.was_diverse |= not collapsed
+        if not collapsed or self.warned:
+            return
+        if self.was_diverse:
+            what = "the samples are collapsing"
+        elif self.snapshots_taken > SNAPSHOTS_PER_RUN // 4:
+            what = "the samples have not become diverse"
+        else:
+            return
+        warn(
+            f"step {step}: {what} (diversity {spread:.3f} against {self.real_diversity:.3f} "
+            f"for real images): see {self.folder}"
+        )
+        self.warned = True
 
     def assemble(self, path: Path) -> Path | None:
         """All snapshots so far (a resumed run included) as one GIF."""
@@ -162,8 +202,23 @@ class TrainingSnapshots:
             with Image.open(file) as image:
                 array = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
             frames.append(array.permute(2, 0, 1).float() / 255.0)
+        interval = (
+            f"{self.every} steps"
+            if self.every_seconds is None
+            else f"{self.every_seconds:.3g} s of training"
+        )
         caption = (
-            f"The same 64 z's through the generator every {self.every} steps "
+            f"The same 64 z's through the generator every {interval} "
             f"({len(files)} snapshots): the game as it was played."
         )
-        return save_gif(frames, path, duration_ms=150, bounce=False, scale=1, caption=caption)
+        steps = [f"step {int(file.stem.split('-')[1]):,}" for file in files]
+        return save_gif(
+            frames,
+            path,
+            duration_ms=150,
+            bounce=False,
+            scale=1,
+            caption=caption,
+            labels=steps,
+            hold_last_ms=2000,
+        )

@@ -26,7 +26,7 @@ import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
@@ -83,8 +83,9 @@ class GANConfig:
     clip_value: float = 0.01  # c of WGAN's weight clipping
     ema_decay: float = 0.999  # 0: no moving average of G
     ema_warmup: bool = True  # average over at most ~t/10 updates at update t (short runs)
-    lr: float | None = None  # None: the variant's recipe (see RECIPES)
     betas: tuple[float, float] | None = None  # Adam's; None: the recipe's
+    # the learning rate is the training's (TrainConfig.lr): each family's training defaults
+    # carry its recipe's rate, and --lr replaces it
 
     # ---- the recipe, with this config's choices applied ----
     @property
@@ -96,9 +97,20 @@ class GANConfig:
             loss=self.loss or base.loss,
             n_critic=self.n_critic if self.n_critic is not None else base.n_critic,
             optimizer=base.optimizer,
-            lr=self.lr if self.lr is not None else base.lr,
+            lr=base.lr,
             betas=tuple(self.betas) if self.betas is not None else base.betas,
             critic_norm=self.critic_norm or base.critic_norm,
+        )
+
+    def resolved(self) -> GANConfig:
+        """This config with the recipe's choices written in, so config.json says what ran."""
+        recipe = self.recipe
+        return replace(
+            self,
+            loss=recipe.loss,
+            n_critic=recipe.n_critic,
+            critic_norm=recipe.critic_norm,
+            betas=recipe.betas,
         )
 
     def validate(self) -> None:
@@ -151,8 +163,6 @@ class GANConfig:
             raise ConfigError(f"wgan needs clip_value > 0, got {self.clip_value}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 disables), got {self.ema_decay}")
-        if not recipe.lr > 0:
-            raise ConfigError(f"lr must be positive, got {recipe.lr}")
         if self.betas is not None:
             if recipe.optimizer != "adam":
                 raise ConfigError(
@@ -393,22 +403,6 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
-    """After loading a checkpoint: lay each state tensor out like its parameter.
-
-    A checkpoint holds the state contiguous, while the engine keeps convolution weights
-    channels-last; the fused Adam kernel walks both in memory order and would pair moments
-    with the wrong weights, so a resumed run would drift from the uninterrupted one."""
-    for parameter, state in optimizer.state.items():
-        for key, value in state.items():
-            if (
-                torch.is_tensor(value)
-                and value.shape == parameter.shape
-                and value.stride() != parameter.stride()
-            ):
-                state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
-
-
 def grad_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
     """Global L2 norm of the gradients (of the loss as scaled for backward, under fp16)."""
     parameters = list(parameters)
@@ -517,10 +511,10 @@ class GAN(nn.Module):
         """One optimiser per network, with the variant's recipe (RECIPES).
 
         `config` is the engine's TrainConfig, whose lr the family sets to the recipe's unless
-        the user gives --lr (GANConfig.lr, when set, wins). Every group records it as
-        "base_lr", which the engine's schedule scales."""
+        the user gives --lr. Every group records it as "base_lr", which the engine's schedule
+        scales."""
         recipe = self.config.recipe
-        lr = self.config.lr if self.config.lr is not None else config.lr
+        lr = config.lr
         weight_decay = getattr(config, "weight_decay", 0.0)
         optimizers = {
             "discriminator": self._optimizer(self.discriminator, recipe, lr, weight_decay),
@@ -529,7 +523,6 @@ class GAN(nn.Module):
         for optimizer in optimizers.values():
             for group in optimizer.param_groups:
                 group["base_lr"] = lr
-            optimizer.register_load_state_dict_post_hook(_match_parameter_layouts)
         return optimizers
 
     @staticmethod

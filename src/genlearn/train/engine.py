@@ -453,7 +453,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             state = unflatten_optimizer_state(tensors, structures[name], _prefix(name))
             optimizer.load_state_dict(state)
-            _match_parameter_layouts(optimizer)
+            match_parameter_layouts(optimizer)
         saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
         now = (self.accelerator.num_processes, self.steps_per_epoch)
         if saved[1] is not None and saved != now:
@@ -521,7 +521,7 @@ def _loss_summary(means: dict[str, float]) -> str:
     return "  ".join(f"{key} {means[key]:8.3f}" for key in keys)
 
 
-def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
     """Give each loaded moment its parameter's memory layout.
 
     Checkpoints store tensors contiguous, but the model's convolution weights are
@@ -539,7 +539,7 @@ def training_progress(show: bool) -> Progress:
     """The bar of a training loop: steps, a free "info" field (loss, images/s), time, eta."""
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),  # leaves an 80-column terminal room for the losses
         TextColumn("{task.completed}/{task.total} steps"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
