@@ -348,3 +348,17 @@ def test_a_time_limit_ends_training_early_as_finished(tmp_path):
     assert 0 < trainer.step < 1000 * 6
     assert 0.5 <= trainer.train_seconds < 30
     assert load_tensors(run.checkpoint_path)[1]["step"] == trainer.step
+    # resuming a run that used up its time trains nothing more
+    again = Trainer(tiny_model(), run, config, seed=0, device="cpu", show_progress=False)
+    again.fit(tiny_images(), resume=True)
+    assert again.step == trainer.step
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"grad_clip": 1.0}, "--grad-clip"), ({"precision": "fp16"}, "GANs do not train in fp16")],
+)
+def test_options_a_model_with_its_own_step_cannot_use_are_refused(tmp_path, change, message):
+    run = Run.create(tmp_path, "toy", "two-player")
+    with pytest.raises(ConfigError, match=message):
+        Trainer(TwoPlayerToy(), run, TrainConfig(**change), device="cpu", show_progress=False)

@@ -13,6 +13,7 @@ from genlearn.errors import ConfigError
 from genlearn.models.gan import (
     GAN,
     RECIPES,
+    Discriminator,
     ExponentialMovingAverage,
     GANConfig,
     bce_discriminator_loss,
@@ -188,6 +189,58 @@ def test_ema_update_is_exact():
         assert torch.equal(p, torch.full_like(p, 2.375))
     assert not any(p.requires_grad for p in ema.average.parameters())
     assert int(ema.updates) == 2
+
+
+def test_refreshed_batch_norm_statistics_are_the_plain_average_over_the_passes():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    ema = ExponentialMovingAverage(net, decay=0.5, warmup=False)
+    ema.update(net)
+    assert ema.batch_norm_stale
+    batches = iter([torch.randn(16, 3, dtype=torch.double) for _ in range(3)])
+    seen = []
+    hook = ema.average[1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    ema.refresh_batch_norm(lambda: (next(batches),), batches=3)
+    hook.remove()
+    assert not ema.batch_norm_stale and not ema.average.training
+    norm = ema.average[1]
+    torch.testing.assert_close(norm.running_mean, torch.stack([x.mean(0) for x in seen]).mean(0))
+    torch.testing.assert_close(
+        norm.running_var, torch.stack([x.var(0, unbiased=True) for x in seen]).mean(0)
+    )
+    assert norm.momentum == 0.1  # restored
+
+
+def test_sampling_refreshes_the_average_statistics_once_and_always_alike():
+    model = tiny("dcgan")
+    train_steps(model, torch.rand(4, 1, 16, 16), steps=range(3))
+    live_mean = model.generator.project_norm.running_mean.clone()
+    assert model.ema.batch_norm_stale
+    state = torch.get_rng_state()
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    first = model.generate(z)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random stream is untouched
+    assert not model.ema.batch_norm_stale
+    refreshed = model.ema.average.project_norm.running_mean.clone()
+    assert not torch.allclose(refreshed, live_mean)  # its own statistics, not G's
+    model.ema.batch_norm_stale = True  # as after loading the weights elsewhere
+    assert torch.equal(model.generate(z), first)
+    assert torch.equal(model.ema.average.project_norm.running_mean, refreshed)
+
+
+def test_evaluation_scores_with_batch_statistics_and_writes_no_buffer():
+    model = tiny("dcgan")
+    train_steps(model, torch.rand(8, 1, 16, 16), steps=range(2))
+    model.eval()
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.rand(8, 1, 16, 16)
+    out = model(images, torch.Generator().manual_seed(0))
+    after = model.state_dict()
+    assert all(torch.equal(buffers[k], after[k]) for k in buffers)
+    assert not model.discriminator.training
+    d = copy.deepcopy(model.discriminator).train()
+    with torch.no_grad():
+        expected = torch.sigmoid(d(images * 2 - 1, None)).mean()
+    torch.testing.assert_close(out["d_real"], expected)
 
 
 def test_ema_warmup_decay_and_value():
@@ -486,3 +539,39 @@ def test_recipes_and_sizes():
         0.0,
         0.99,
     )
+
+
+def test_dcgan_follows_radfords_architecture_rules_at_64_px():
+    """Radford et al. Sec. 3: no pooling, strided (transposed) convolutions; batch norm in both
+    networks except G's output and D's input; ReLU in G with tanh out; LeakyReLU(0.2) in D."""
+    model = GAN(GANConfig(variant="dcgan", image_size=64, image_channels=3))
+    g, d = model.generator, model.discriminator
+    every = list(g.modules()) + list(d.modules())
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)) for m in every)
+    g_convs = [m for m in g.net if isinstance(m, nn.ConvTranspose2d)]
+    assert [c.out_channels for c in g_convs] == [256, 128, 64, 3]  # after 512 at 4x4
+    assert g.start == 4 and g.start_channels == 512 and all(c.stride == (2, 2) for c in g_convs)
+    assert isinstance(g.net[-1], nn.Tanh) and isinstance(g.net[-2], nn.ConvTranspose2d)
+    assert not any(isinstance(m, nn.LeakyReLU) for m in g.modules())
+    d_layers = list(d.features)
+    d_convs = [m for m in d_layers if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in d_convs] == [64, 128, 256, 512]
+    assert all(c.stride == (2, 2) for c in d_convs)
+    assert isinstance(d_layers[1], nn.LeakyReLU)  # the input layer: no norm
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d_layers) == 3
+    assert all(m.negative_slope == 0.2 for m in d_layers if isinstance(m, nn.LeakyReLU))
+    assert not any(isinstance(m, nn.ReLU) for m in d.modules())
+    images = model.sample(2)
+    assert images.shape == (2, 3, 64, 64)
+
+
+def test_projection_score_by_hand():
+    d = Discriminator(1, 16, 4, conditional="projection", num_classes=3)
+    x, labels = torch.randn(5, 1, 16, 16), torch.tensor([0, 1, 2, 1, 0])
+    phi = d.features(x)
+    expected = phi @ d.head.weight[0] + d.head.bias[0] + (phi * d.embed.weight[labels]).sum(1)
+    torch.testing.assert_close(d(x, labels), expected)
+    # the label changes the score only through <embed(y), phi(x)>
+    other = torch.tensor([1, 2, 0, 0, 2])
+    difference = ((d.embed.weight[labels] - d.embed.weight[other]) * phi).sum(1)
+    torch.testing.assert_close(d(x, labels) - d(x, other), difference)

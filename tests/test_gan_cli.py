@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import run_cli
@@ -56,6 +57,23 @@ def test_a_gan_run_is_complete_and_logs_both_players(conditional_run):
     assert config["model"]["n_critic"] == 1 and config["model"]["critic_norm"] == "batch"
 
 
+def test_on_digits_both_players_losses_move_and_the_samples_change(conditional_run):
+    rows = [json.loads(x) for x in (conditional_run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert len(train_rows) >= 2
+    first, last = train_rows[0], train_rows[-1]
+    assert abs(first["loss_d"] - last["loss_d"]) > 0.01
+    assert abs(first["loss_g"] - last["loss_g"]) > 0.01
+    progress = conditional_run / "figures" / "progress"
+    snapshots = sorted(progress.glob("step-*.png"))
+    with Image.open(snapshots[0]) as a, Image.open(snapshots[-1]) as b:
+        start, end = (np.asarray(im.convert("L"), dtype=np.float64) / 255 for im in (a, b))
+    assert np.abs(end - start).mean() > 0.01  # the same z's draw other images
+    captions = json.loads((progress / "captions.json").read_text())
+    spread = [float(captions[p.name].split("diversity ")[1].split()[0]) for p in snapshots]
+    assert spread[-1] > 1.15 * spread[0]  # and more varied ones than the grey start
+
+
 def test_a_gan_report_shows_the_game_not_a_summed_loss(conditional_run):
     page = (conditional_run / "report.html").read_text()
     assert "D(x) on test images" in page and "D(G(z)) on generated images" in page
@@ -79,7 +97,24 @@ def test_sample_a_class_neighbours_and_evaluate(conditional_run, monkeypatch, ca
     )
     assert code == 0, err
     with Image.open(out_png) as image:
-        assert image.width >= 3 * 16 and image.height >= 3 * 16  # a 3 x 3 grid of 16 px
+        sevens = np.asarray(image.convert("L"))
+    assert sevens.shape[0] >= 3 * 16 and sevens.shape[1] >= 3 * 16  # a 3 x 3 grid of 16 px
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "sample",
+        str(conditional_run),
+        "-n",
+        "8",
+        "--class",
+        "1",
+        "-o",
+        str(tmp_path / "ones.png"),
+    )
+    assert code == 0, err
+    with Image.open(tmp_path / "ones.png") as image:
+        ones = np.asarray(image.convert("L"))
+    assert ones.shape == sevens.shape and not np.array_equal(ones, sevens)  # same z, other class
     code, out, _ = run_cli(
         monkeypatch, capsys, "neighbours", str(conditional_run), "-n", "4", "-s", "50"
     )
@@ -96,9 +131,12 @@ def test_sample_a_class_neighbours_and_evaluate(conditional_run, monkeypatch, ca
         "--steps",
         "5",
         "--gif",
+        "--class",
+        "2",
     )
     assert code == 0
-    assert (conditional_run / "figures" / "interpolation-z3-z4.gif").is_file()
+    assert "interpolation-z3-z4-class2.gif" in out
+    assert (conditional_run / "figures" / "interpolation-z3-z4-class2.gif").is_file()
     code, out, _ = run_cli(
         monkeypatch, capsys, "evaluate", str(conditional_run), "-s", "100", "--bootstrap", "2"
     )
@@ -113,7 +151,12 @@ def test_gan_errors_are_one_line(conditional_run, monkeypatch, capsys, tmp_path)
         (["sample", str(conditional_run), "--class", "12"], "--class 12"),
         (["train", "dcgan", "--data", "cylinders", "--conditional"], "no class labels"),
         (["train", "dcgan", "--beta", "2"], "do not apply to dcgan"),
-        (["train", "wgan-gp", "--loss", "nonsense", "--runs-dir", str(tmp_path)], "loss"),
+        (
+            ["train", "wgan-gp", "--loss", "nonsense", "--runs-dir", str(tmp_path)],
+            "loss must be bce, hinge or wasserstein",
+        ),
+        (["train", "dcgan", "--data", "cylinders", "--conditioning", "concat"], "no class labels"),
+        (["train", "dcgan", "--grad-clip", "1", "--runs-dir", str(tmp_path)], "--grad-clip"),
     ]:
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and message in err, (args, err)

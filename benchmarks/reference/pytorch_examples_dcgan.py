@@ -12,7 +12,11 @@ batch (the examples' DataLoader does not drop it).
 Changed, and why:
 - 32x32 instead of the default 64x64, so one up/down-sampling layer fewer per network:
   G is nz -> ngf*4 (4x4) -> ngf*2 (8x8) -> ngf (16x16) -> 1 (32x32), D mirrors it. MNIST is
-  28x28, and the GAN it is compared with works at 32x32.
+  28x28, and the GAN it is compared with works at 32x32. The stage dropped is the widest
+  (ngf*8), as 32x32 DCGANs usually do; dropping the narrowest instead (ngf*8 at 4x4, 3.4M
+  parameters in G against 1.1M) trains at 1.1 iterations/s on this 2-core CPU, against 3.5
+  for this one, with random data in the same loop: the issue's 2.5 iterations/s for the
+  examples' own pipeline matches this choice.
 - The data pipeline. The examples resize each item as a PIL image (Resize(32), which for this
   upsampling is plain bilinear, output rounded to uint8), then ToTensor + Normalize in
   DataLoader workers. torchvision does not run here, so the whole uint8 training set is
@@ -35,6 +39,7 @@ Prints one JSON line: {"iterations": ..., "iterations_per_s": ..., "seconds": ..
 """
 
 import argparse
+import copy
 import json
 import time
 
@@ -43,7 +48,7 @@ import torch
 from torch import nn, optim
 from torch.nn import functional as F
 
-NZ, NGF, NDF, NC, SIZE = 100, 64, 64, 1, 32
+NZ, NGF, NDF, NC, SIZE, BATCH = 100, 64, 64, 1, 32, 64
 
 
 class Generator(nn.Module):
@@ -109,7 +114,7 @@ def train_for(
     seconds: float,
     *,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = BATCH,
     device: str = "cpu",
     log_every: int = 50,
 ) -> dict:
@@ -170,7 +175,7 @@ def train_for(
                 )
     elapsed = time.perf_counter() - start
     return {
-        "generator": netG.eval(),
+        "generator": netG,  # in train mode, as the examples leave it
         "iterations": iterations,
         "images_seen": images_seen,
         "seconds": elapsed,
@@ -181,10 +186,14 @@ def train_for(
 
 @torch.no_grad()
 def sample(netG: nn.Module, n: int, *, seed: int = 0) -> torch.Tensor:
-    """n uint8 [n, 1, 28, 28] samples: tanh output -> [0, 1] at 32x32 -> 28x28 -> uint8."""
+    """n uint8 [n, 1, 28, 28] samples: tanh output -> [0, 1] at 32x32 -> 28x28 -> uint8.
+
+    As the examples draw their samples (`netG(fixed_noise)`, never calling eval()): train
+    mode, batch norm on each batch of 64; on a copy, so `netG`'s statistics are kept."""
+    netG = copy.deepcopy(netG).train()
     device = next(netG.parameters()).device
     noise = torch.randn(n, NZ, 1, 1, generator=torch.Generator().manual_seed(seed))
-    x = netG(noise.to(device)).cpu().add(1).div(2)
+    x = torch.cat([netG(z.to(device)).cpu() for z in noise.split(BATCH)]).add(1).div(2)
     x = F.interpolate(x, size=(28, 28), mode="bilinear", antialias=True)
     return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 

@@ -121,9 +121,13 @@ def train(
         bool, typer.Option("--conditional", help="GANs: condition on the class labels.")
     ] = False,
     conditioning: Annotated[
-        str,
-        typer.Option("--conditioning", help="GANs with --conditional: projection or concat."),
-    ] = "projection",
+        str | None,
+        typer.Option(
+            "--conditioning",
+            help="GANs: how D uses the label, projection (default) or concat; implies "
+            "--conditional.",
+        ),
+    ] = None,
     loss: Annotated[
         str | None, typer.Option("--loss", help="GANs: bce, hinge or wasserstein.")
     ] = None,
@@ -143,7 +147,11 @@ def train(
     ] = 0,
     time_limit: Annotated[
         float,
-        typer.Option("--time-limit", help="Stop after this many seconds of training (0: none)."),
+        typer.Option(
+            "--time-limit",
+            help="Stop (and finish as usual) after this many seconds of training steps, "
+            "summed over resumes (0: none).",
+        ),
     ] = 0.0,
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", help="Also log to TensorBoard.")
@@ -182,7 +190,7 @@ def train(
         likelihood=likelihood,
         binarize=binarize,
         beta=beta,
-        conditional=conditioning if conditional else None,
+        conditional=conditioning or ("projection" if conditional else None),
         loss=loss,
         n_critic=n_critic,
         ema_decay=ema_decay,
@@ -279,8 +287,15 @@ def interpolate(
     steps: Annotated[int, typer.Option("--steps", help="Decoded points between them.")] = 10,
     gif: Annotated[bool, typer.Option("--gif", help="Also write an animated GIF.")] = False,
     spherical: Annotated[
-        bool, typer.Option("--spherical", help="Slerp instead of a straight line.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--spherical/--straight",
+            help="Slerp or a straight line (default: straight between codes, slerp in a GAN's z).",
+        ),
+    ] = None,
+    label: Annotated[
+        int | None, typer.Option("--class", help="Conditional GANs: the class to draw.")
+    ] = None,
     device: Device = "auto",
 ) -> None:
     """Walk the latent space: between two test images' codes (autoencoders), or between two
@@ -289,7 +304,7 @@ def interpolate(
 
     _positive(steps, "--steps")
     for path in interpolate_run(
-        run, start, end, steps=steps, gif=gif, spherical=spherical, device=device
+        run, start, end, steps=steps, gif=gif, spherical=spherical, label=label, device=device
     ):
         out.print(path)
 

@@ -497,19 +497,26 @@ def sample_run(
     suffix = "" if label is None else f"-class{label}"
     target = output or run.figures_dir / f"samples-seed{seed}-n{n}{suffix}.png"
     if not hasattr(model, "encode"):  # a generator: conditional models take a class
-        classes = (
-            int(getattr(model, "num_classes", 0)) if getattr(model, "conditional", False) else 0
-        )
-        if label is not None and not 0 <= label < classes:
-            raise ConfigError(
-                f"--class {label} needs a conditional model with more than {label} classes "
-                f"(this one has {classes}): train with --conditional"
-            )
+        _check_class(model, label)
         return sample_grid(model, target, n=n, seed=seed, label=label)
     if label is not None:
         raise ConfigError("--class applies to conditional generators (e.g. dcgan --conditional)")
     generator = torch.Generator(device=latent.model_device(model)).manual_seed(seed)
     return latent.prior_samples(model, target, n=n, generator=generator)
+
+
+def _check_class(model: torch.nn.Module, label: int | None) -> None:
+    """`--class` must name one of a conditional generator's classes."""
+    if label is None:
+        return
+    if not getattr(model, "conditional", False):
+        raise ConfigError(
+            "--class needs a conditional model, and this one is unconditional: train one "
+            "with --conditional"
+        )
+    classes = int(model.num_classes)
+    if not 0 <= label < classes:
+        raise ConfigError(f"--class {label} is not a class of this model: use 0 to {classes - 1}")
 
 
 def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> Path:
@@ -544,17 +551,29 @@ def interpolate_run(
     *,
     steps: int = 10,
     gif: bool = False,
-    spherical: bool = False,
+    spherical: bool | None = None,
+    label: int | None = None,
     device: str = "auto",
 ) -> list[Path]:
     """Morph test image `start` into test image `end` through the latent space; for a
-    generator without an encoder, walk from the z of seed `start` to that of seed `end`."""
+    generator without an encoder, walk from the z of seed `start` to that of seed `end`
+    (of class `label`, for a conditional one).
+
+    `spherical` None: slerp for a generator (a straight line between Gaussian z's passes
+    through atypically short vectors, which it has rarely seen), a straight line between
+    an encoder's codes."""
     model, run = load_model(path, device)
     if not hasattr(model, "encode"):
-        target = run.figures_dir / f"interpolation-z{start}-z{end}"
-        # slerp by default: a straight line between Gaussian z's passes through atypically
-        # short vectors, which a generator has rarely seen
-        return walk_between(model, (start, end), target, steps=steps, gif=gif, spherical=True)
+        _check_class(model, label)
+        suffix = "" if label is None else f"-class{label}"
+        target = run.figures_dir / f"interpolation-z{start}-z{end}{suffix}"
+        slerp = True if spherical is None else spherical
+        return walk_between(
+            model, (start, end), target, steps=steps, gif=gif, spherical=slerp, label=label
+        )
+    if label is not None:
+        raise ConfigError("--class applies to conditional generators (e.g. dcgan --conditional)")
+    spherical = bool(spherical)
     data = run_dataset(run)
     images = data.test_images
     _check_index(start, len(images), "--from")

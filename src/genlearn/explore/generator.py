@@ -47,7 +47,8 @@ def sample_grid(
     labels = None if label is None else torch.full((n,), label, dtype=torch.long)
     images = model.sample(n, generator=generator, labels=labels)
     what = f" of class {label}" if label is not None else ""
-    caption = f"{n} samples{what}, z ~ N(0, I) through the generator (its moving average)."
+    averaged = " (its moving average)" if getattr(model, "ema", None) is not None else ""
+    caption = f"{n} samples{what}, z ~ N(0, I) through the generator{averaged}."
     return save_image_grid(images.cpu(), path, caption=caption)
 
 
@@ -81,17 +82,22 @@ def walk_between(
     steps: int = 10,
     gif: bool = False,
     spherical: bool = True,
+    label: int | None = None,
 ) -> list[Path]:
-    """Images along the path between the z's drawn from two seeds: a strip (and a GIF)."""
+    """Images along the path between the z's drawn from two seeds: a strip (and a GIF).
+    A conditional generator draws class `label` (default 0) all along."""
     ends = [
         torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(s)) for s in seeds
     ]
     codes = interpolation_codes(ends[0], ends[1], steps, spherical=spherical)
     classes = _class_count(model)
-    labels = torch.zeros(steps, dtype=torch.long) if classes else None
+    labels = torch.full((steps,), label or 0, dtype=torch.long) if classes else None
     images = model.generate(codes, labels).cpu()
     kind = "spherical" if spherical else "straight"
-    caption = f"From z(seed {seeds[0]}) to z(seed {seeds[1]}) in {steps} steps ({kind} path)."
+    of_class = f", class {label or 0}" if classes else ""
+    caption = (
+        f"From z(seed {seeds[0]}) to z(seed {seeds[1]}) in {steps} steps ({kind} path{of_class})."
+    )
     paths = [save_image_grid(images, path.with_suffix(".png"), nrow=steps, caption=caption)]
     if gif:
         paths.append(save_gif(list(images), path.with_suffix(".gif"), caption=caption))

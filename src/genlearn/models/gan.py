@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from genlearn.errors import ConfigError
 
@@ -294,7 +295,8 @@ class Discriminator(nn.Module):
 
 @torch.no_grad()
 def dcgan_init_(module: nn.Module) -> None:
-    """Radford et al. Sec. 4: weights from N(0, 0.02); norm scales from N(1, 0.02); biases 0."""
+    """Weights from N(0, 0.02) (Radford et al. Sec. 4); norm scales from N(1, 0.02) and biases
+    0 (the PyTorch examples' convention; the paper does not say)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -413,9 +415,17 @@ def grad_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
 
 
 # ---- averaging the generator -----------------------------------------------------------------
+STATISTICS_BATCH = 64  # batch size (the training's) of the passes that recompute G's statistics
+
+
 class ExponentialMovingAverage(nn.Module):
     """A copy of a network whose weights follow ema <- decay * ema + (1 - decay) * w after
-    each update; buffers (batch-norm statistics) are copied as they are.
+    each update.
+
+    Batch-norm statistics cannot be averaged like weights: the live network's running means
+    belong to the live weights, not to an average over the last ~1/(1 - decay) updates. So
+    before the average is used, `refresh_batch_norm` recomputes them by running the averaged
+    weights on fresh inputs (the "standing statistics" of Brock et al. 2019, Sec. 3.1).
 
     Averaging the generator's iterates (Yazici et al. 2019; Karras et al. 2018, Sec. 5)
     smooths the oscillation of adversarial training and gives visibly better samples.
@@ -428,6 +438,7 @@ class ExponentialMovingAverage(nn.Module):
         self.decay, self.warmup = decay, warmup
         self.average = copy.deepcopy(model).requires_grad_(False).eval()
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # saved: resumes exactly
+        self.batch_norm_stale = True  # the statistics do not belong to the current weights
 
     def current_decay(self) -> float:
         if not self.warmup:
@@ -441,8 +452,31 @@ class ExponentialMovingAverage(nn.Module):
         for averaged, current in zip(self.average.parameters(), model.parameters(), strict=True):
             averaged.mul_(decay).add_(current.detach(), alpha=1 - decay)
         for averaged, current in zip(self.average.buffers(), model.buffers(), strict=True):
-            averaged.copy_(current)
+            averaged.copy_(current)  # a starting point; refresh_batch_norm replaces them
         self.updates += 1
+        self.batch_norm_stale = True
+
+    @torch.no_grad()
+    def refresh_batch_norm(self, make_inputs: Callable[[], tuple], batches: int = 8) -> None:
+        """Recompute every batch-norm layer's running mean and variance as the plain average
+        over `batches` forward passes of `make_inputs()` through the averaged weights."""
+        norms = [
+            m for m in self.average.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        if norms:
+            momenta = [m.momentum for m in norms]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # None: a cumulative average, every batch weighs the same
+            self.average.train()
+            try:
+                for _ in range(batches):
+                    self.average(*make_inputs())
+            finally:
+                self.average.eval()
+                for m, momentum in zip(norms, momenta, strict=True):
+                    m.momentum = momentum
+        self.batch_norm_stale = False
 
     def forward(self, *args, **kwargs):
         return self.average(*args, **kwargs)
@@ -477,7 +511,7 @@ class GAN(nn.Module):
             else None
         )
         # the norm of G's last update, reported on the steps where G does not move
-        self.register_buffer("last_grad_norm_g", torch.zeros(()), persistent=False)
+        self.register_buffer("last_grad_norm_g", torch.zeros(()))  # saved: a resumed run logs it
 
     @property
     def latent_dim(self) -> int:
@@ -656,16 +690,19 @@ class GAN(nn.Module):
     ) -> dict[str, Tensor]:
         """Both losses on a batch of images in [0, 1], updating nothing (evaluation).
 
-        `loss` is loss_d + loss_g: a number to log, not an objective (each network minimises
-        its own). The penalty of wgan-gp is included in loss_d, as in training."""
+        D scores real and generated images as it does in training, each batch normalised by
+        its own statistics: its running statistics mix real and generated batches, so eval
+        mode would score with a D that never existed. `loss` is loss_d + loss_g: a number to
+        log, not an objective (each network minimises its own). The penalty of wgan-gp is
+        included in loss_d, as in training."""
         with torch.no_grad():
             real = x * 2 - 1
             labels = self._training_labels(labels)
             if labels is not None:
                 self._check_labels(labels, len(x))
             fake = self.generator(self._noise(len(x), generator), labels)
-            real_scores = self.discriminator(real, labels)
-            fake_scores = self.discriminator(fake, labels)
+            real_scores = self._scores_as_in_training(real, labels)
+            fake_scores = self._scores_as_in_training(fake, labels)
             out = self._score_summary(real_scores, fake_scores)
             loss_d = self.discriminator_loss(real_scores, fake_scores)
         if self.config.variant == "wgan-gp":
@@ -683,6 +720,16 @@ class GAN(nn.Module):
         out["loss_g"] = self.generator_loss(fake_scores)
         out["loss"] = out["loss_d"] + out["loss_g"]
         return out
+
+    def _scores_as_in_training(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        """D in training mode on copies of its buffers: batch statistics, nothing written."""
+        buffers = {name: b.clone() for name, b in self.discriminator.named_buffers()}
+        was_training = self.discriminator.training
+        self.discriminator.train()
+        try:
+            return functional_call(self.discriminator, buffers, (images, labels))
+        finally:
+            self.discriminator.train(was_training)
 
     # ---- sampling ----------------------------------------------------------------------------
     def _check_labels(self, labels: Tensor, n: int) -> None:
@@ -713,7 +760,14 @@ class GAN(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ConfigError(f"z must be [n, {self.latent_dim}], got {tuple(z.shape)}")
         labels = self._sampling_labels(labels, len(z))
-        network = self.ema.average if use_ema and self.ema is not None else self.generator
+        network = self.generator
+        if use_ema and self.ema is not None:
+            if self.ema.batch_norm_stale:
+                # the same z's at every refresh: the same weights get the same statistics,
+                # and the training's random stream is not touched
+                noise = torch.Generator().manual_seed(0)
+                self.ema.refresh_batch_norm(lambda: self._statistics_inputs(noise))
+            network = self.ema.average
         was_training = network.training
         network.eval()
         try:
@@ -721,6 +775,13 @@ class GAN(nn.Module):
         finally:
             network.train(was_training)
         return ((images.float() + 1) / 2).clamp(0.0, 1.0)
+
+    def _statistics_inputs(self, noise: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        """A batch of z (and of every class in turn) for recomputing batch-norm statistics."""
+        z = torch.randn(STATISTICS_BATCH, self.latent_dim, generator=noise)
+        labels = torch.arange(STATISTICS_BATCH) % self.num_classes if self.conditional else None
+        device = self._device()
+        return z.to(device), None if labels is None else labels.to(device)
 
     @torch.no_grad()
     def sample(

@@ -190,14 +190,16 @@ class Trainer:
         show_progress: bool = True,
     ):
         config.validate()
+        # a model with its own training step (a GAN: two networks, two optimisers) brings its
+        # optimisers; every other model minimises out["loss"] with one Adam
+        self.custom_step = hasattr(model, "training_step")
+        if self.custom_step:
+            _check_custom_step_config(config)
         self.config, self.run, self.seed = config, run, seed
         self.accelerator = make_accelerator(device, config.precision)
         self.device = self.accelerator.device
         torch.manual_seed(seed)  # anything the model draws outside our generators
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        # a model with its own training step (a GAN: two networks, two optimisers) brings its
-        # optimisers; every other model minimises out["loss"] with one Adam
-        self.custom_step = hasattr(model, "training_step")
         if self.custom_step and self.accelerator.num_processes > 1:
             # its networks are stepped outside DDP's forward, so gradients would not be synced
             raise ConfigError(
@@ -247,6 +249,8 @@ class Trainer:
         total_steps = self.steps_per_epoch * self.config.epochs
         if resume:
             self.load_checkpoint()
+            # a run that stopped on its time limit has nothing left to train
+            self._out_of_time = 0 < self.config.max_seconds <= self.train_seconds
         train_images = train_images.to(self.device)
         self._train_labels = None if train_labels is None else train_labels.to(self.device)
         last: dict[str, float] = {}
@@ -503,6 +507,20 @@ class Trainer:
                 "TensorBoard logging needs the tensorboard package: pip install 'genlearn[tensorboard]'"
             ) from None
         return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+
+
+def _check_custom_step_config(config: TrainConfig) -> None:
+    """What the engine does for one loss but not (yet) for a model's own step: say so."""
+    if config.grad_clip > 0:
+        raise ConfigError(
+            "--grad-clip does not apply to models with their own training step (GANs): their "
+            "recipes keep the critic in check instead (weight clipping, gradient penalty)"
+        )
+    if config.precision == "fp16":
+        # one loss scaler for two players, and wgan-gp's input gradients, would need care
+        raise ConfigError(
+            "GANs do not train in fp16: use --precision bf16 (no loss scaling needed) or no"
+        )
 
 
 def _prefix(name: str) -> str:
