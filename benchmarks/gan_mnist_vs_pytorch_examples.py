@@ -2,7 +2,8 @@
 
 Each contestant trains for `--seconds` (default 600) on the 60,000 MNIST training digits, then
 draws `--samples` images that are compared with the training set in the MNIST-CNN feature
-space: FID (± bootstrap standard error), precision, recall and the share of near-copies.
+space: FID (± bootstrap standard error), precision, recall, the share of near-copies, and
+the share the MNIST network confidently calls a digit (real test digits: the ceiling).
 Contestants, run one after the other in this script so they share the machine's state:
 
 - `reference`: benchmarks/reference/pytorch_examples_dcgan.py (plain PyTorch, 32x32, ngf =
@@ -25,12 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
 
 import pytorch_examples_dcgan as reference  # noqa: E402
 
+from genlearn.backbones.domain_cnn import domain_preprocess, load_domain_network  # noqa: E402
 from genlearn.data import get_dataset  # noqa: E402
 from genlearn.metrics.quality import evaluate_samples  # noqa: E402
 from genlearn.report.figures import save_image_grid  # noqa: E402
@@ -38,13 +41,31 @@ from genlearn.train.engine import TrainConfig  # noqa: E402
 from genlearn.workflows import generate_samples, load_model, train  # noqa: E402
 
 
-def quality(samples: torch.Tensor, mnist) -> dict[str, float]:
+def confident_share(images: torch.Tensor) -> float:
+    """The share of images the MNIST network (99.5% on the test set) labels with p >= 0.9:
+    a second, plainer reading of "a person would call these digits"."""
+    network, _ = load_domain_network()
+    with torch.no_grad():
+        probabilities = torch.cat(
+            [network(domain_preprocess(batch)).softmax(-1) for batch in images.split(1000)]
+        )
+    return round(float((probabilities.max(-1).values >= 0.9).float().mean()), 4)
+
+
+def quality(samples: torch.Tensor, mnist, name: str, runs: Path) -> dict[str, float]:
+    """Figures of 10,000 samples against the training set; the samples are kept as .npz, so
+    `genlearn fid RUNS/NAME-samples.npz dataset:mnist --features ...` reads them in other
+    feature spaces."""
+    np.savez_compressed(runs / f"{name}-samples.npz", images=samples.numpy())
     report = evaluate_samples(
         samples, mnist.train_images, None, ["mnist-cnn"], bootstrap=10, show_progress=False
     )
     figures = report.spaces[0].samples
     keep = ("fid", "fid_stderr", "precision", "recall", "near_copy_share")
-    return {key: round(float(figures[key]), 4) for key in keep}
+    return {
+        **{key: round(float(figures[key]), 4) for key in keep},
+        "confident_share": confident_share(samples),
+    }
 
 
 def run_reference(mnist, seconds: float, n: int, runs: Path) -> dict[str, object]:
@@ -55,7 +76,7 @@ def run_reference(mnist, seconds: float, n: int, runs: Path) -> dict[str, object
         "samples_png": str(grid),
         "images_per_s": round(result["images_seen"] / result["seconds"], 1),
         "iterations": result["iterations"],
-        **quality(samples, mnist),
+        **quality(samples, mnist, "reference", runs),
     }
 
 
@@ -72,12 +93,14 @@ def run_genlearn(family: str, mnist, seconds: float, n: int, runs: Path) -> dict
     samples = generate_samples(model, n, seed=0, show_progress=False)
     log = [r for r in run.read_log() if r.get("split") == "train"]
     images = sum(r["images_per_s"] for r in log) / max(1, len(log))
+    steps = log[-1]["step"] if log else 0
     return {
         "images_per_s": round(images, 1),
-        "iterations": log[-1]["step"] if log else 0,
+        "iterations": steps,  # D (critic) steps, each on a real batch
+        "generator_steps": steps // model.n_critic,
         "wall_seconds": round(time.perf_counter() - start, 1),
         "run": str(run.path),
-        **quality(samples, mnist),
+        **quality(samples, mnist, family, runs),
     }
 
 
@@ -94,6 +117,7 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     results = {
         "seconds": args.seconds,
+        "real_test_images_confident_share": confident_share(mnist.test_images),
         "reference": run_reference(mnist, args.seconds, args.samples, runs),
     }
     for family in args.families.split(","):
@@ -105,8 +129,13 @@ def main() -> None:
         print(
             f"{name:>10}: FID {r['fid']:8.2f} ± {r['fid_stderr']:.2f}  precision {r['precision']:.3f}"
             f"  recall {r['recall']:.3f}  near-copies {r['near_copy_share']:.2%}"
-            f"  {r['images_per_s']:7.1f} img/s  ({r['iterations']} steps)"
+            f"  confidently a digit {r['confident_share']:.1%}"
+            f"  {r['images_per_s']:7.1f} img/s  ({r['iterations']} D steps, "
+            f"{r.get('generator_steps', r['iterations'])} G steps)"
         )
+    print(
+        f"real test digits confidently a digit: {results['real_test_images_confident_share']:.1%}"
+    )
     print(
         f"best genlearn FID / reference FID: {results['best_fid_over_reference']} (target <= 0.5)"
     )

@@ -235,3 +235,35 @@ def test_wgan_gp_resumes_exactly(tmp_path):
         model_a.state_dict().items(), model_b.state_dict().items(), strict=True
     ):
         assert (a == b).all(), name
+
+
+def test_wgan_gp_on_a_celeba_folder_at_64_px_in_colour(tmp_path, monkeypatch, capsys):
+    """The issue's `genlearn train wgan-gp --data celeba --image-size 64`, on a miniature
+    CelebA the test writes (random 178x218 JPEGs and an attribute list)."""
+    from test_data import make_celeba
+
+    root = make_celeba(tmp_path / "celeba", count=12)
+    monkeypatch.setenv("GENLEARN_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "wgan-gp",
+        "--data",
+        f"celeba:{root}",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    )
+    assert code == 0, err
+    run = Path(out.strip().split("run: ")[-1])
+    config = json.loads((run / "config.json").read_text())["model"]
+    assert (config["image_size"], config["image_channels"]) == (64, 3)
+    assert config["critic_norm"] == "layer" and config["n_critic"] == 5
+    with Image.open(run / "figures" / "samples.png") as grid:
+        assert grid.mode == "RGB" and grid.width >= 8 * 64
