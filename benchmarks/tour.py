@@ -1,7 +1,8 @@
 """The tour, timed: `genlearn tour` start to finish, and are its samples recognisable digits?
 
 "Recognisable" is measured, not eyeballed alone: a classifier trained on the real digits
-(scikit-learn logistic regression on the same 16 px images) labels the VAE's samples, and
+(scikit-learn logistic regression on the same 16 px images) labels the VAE's and the DCGAN's
+samples, and
 the share it labels confidently (max probability >= 0.8) is compared with the same share
 on the real test digits (the peer) and on noise images of the same brightness (a floor).
 
@@ -53,10 +54,12 @@ def main() -> None:
     classifier = LogisticRegression(max_iter=2000).fit(
         flat(data.train_images), data.train_labels.numpy()
     )
-    model, _ = load_model(runs["vae"])
-    with torch.no_grad():
-        samples = model.sample(1000, generator=torch.Generator().manual_seed(0))
-    sample_images = samples.reshape(1000, -1).numpy()
+    shares = {}
+    for family in ("vae", "dcgan"):
+        model, _ = load_model(runs[family])
+        with torch.no_grad():
+            samples = model.eval().sample(1000, generator=torch.Generator().manual_seed(0))
+        shares[f"{family}_samples"] = confident_share(classifier, samples.reshape(1000, -1).numpy())
     real = flat(data.test_images)
     noise = np.random.default_rng(0).permutation(real.ravel()).reshape(real.shape)
     print(
@@ -68,7 +71,7 @@ def main() -> None:
                 "training_seconds": {k: round(v, 1) for k, v in train_seconds.items()},
                 "training_seconds_total": round(sum(train_seconds.values()), 1),
                 "confidently_classified_share": {
-                    "vae_samples": round(confident_share(classifier, sample_images), 3),
+                    **{k: round(v, 3) for k, v in shares.items()},
                     "real_test_digits": round(confident_share(classifier, real), 3),
                     "shuffled_pixel_noise": round(confident_share(classifier, noise), 3),
                 },

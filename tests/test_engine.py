@@ -260,3 +260,105 @@ def test_autocast_really_runs_in_bf16(tmp_path):
         model, Run.create(tmp_path, "vae", "bf"), config, device="cpu", show_progress=False
     ).fit(tiny_images())
     assert seen and all(dtype == torch.bfloat16 for dtype in seen)
+
+
+class TwoPlayerToy(torch.nn.Module):
+    """The smallest model with its own training step and two optimisers (a GAN's shape):
+    `a` and `b` take turns, `b` every second step, and the labels are used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Linear(64, 1)
+        self.b = torch.nn.Linear(64, 1)
+
+    def make_optimizers(self, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "a": torch.optim.Adam(self.a.parameters(), lr=config.lr),
+            "b": torch.optim.SGD(self.b.parameters(), lr=config.lr * 10, momentum=0.9),
+        }
+
+    def _losses(self, x, labels, generator):
+        flat = x.flatten(1) + 0.01 * torch.randn(x.flatten(1).shape, generator=generator)
+        target = labels.float() if labels is not None else torch.ones(len(x))
+        loss_a = (self.a(flat).squeeze(1) - target).pow(2).mean()
+        loss_b = (self.b(flat).squeeze(1) + target).pow(2).mean()
+        return loss_a, loss_b
+
+    def training_step(self, batch, labels, optimizers, *, generator, backward, step):
+        loss_a, loss_b = self._losses(batch, labels, generator)
+        for name, loss in (("a", loss_a), ("b", loss_b)):
+            if name == "b" and step % 2:
+                continue
+            optimizers[name].zero_grad(set_to_none=True)
+            backward(loss)
+            optimizers[name].step()
+        return {"loss_a": loss_a.detach(), "loss_b": loss_b.detach()}
+
+    def forward(self, x, generator=None):
+        loss_a, loss_b = self._losses(x, None, generator)
+        return {"loss": loss_a + loss_b, "loss_a": loss_a, "loss_b": loss_b}
+
+
+def train_toy(tmp_path: Path, name: str, *, stop_at=None, resume=False, run=None) -> Trainer:
+    config = TrainConfig(epochs=3, batch_size=16, lr=1e-2, checkpoint_every_steps=4)
+    run = run or Run.create(tmp_path, "toy", name)
+    trainer = Trainer(TwoPlayerToy(), run, config, seed=5, device="cpu", show_progress=False)
+    labels = torch.arange(96) % 3
+
+    def kill(step: int) -> None:
+        if stop_at is not None and step >= stop_at:
+            raise SystemExit("killed")
+
+    with contextlib.suppress(SystemExit):
+        trainer.fit(
+            tiny_images(), tiny_images(32), train_labels=labels, resume=resume, on_step=kill
+        )
+    return trainer
+
+
+def test_a_model_with_its_own_step_and_two_optimisers_trains_and_resumes_exactly(tmp_path):
+    straight = train_toy(tmp_path, "straight")
+    log = [r for r in straight.run.read_log() if r["split"] == "train"]
+    assert {"loss_a", "loss_b"} <= set(log[0]) and log[-1]["loss_a"] < log[0]["loss_a"]
+    assert straight.optimizers["b"].state_dict()["state"]  # the second player was stepped
+    killed = train_toy(tmp_path, "killed", stop_at=10)
+    resumed = train_toy(tmp_path, "unused", resume=True, run=killed.run)
+    assert resumed.step == straight.step == 18
+    for (name, a), (_, b) in zip(
+        straight.unwrapped_model.state_dict().items(),
+        resumed.unwrapped_model.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    momentum = [
+        s["momentum_buffer"] for s in resumed.optimizers["b"].state_dict()["state"].values()
+    ]
+    expected = [
+        s["momentum_buffer"] for s in straight.optimizers["b"].state_dict()["state"].values()
+    ]
+    assert all(torch.equal(x, y) for x, y in zip(momentum, expected, strict=True))
+
+
+def test_a_time_limit_ends_training_early_as_finished(tmp_path):
+    config = TrainConfig(epochs=1000, batch_size=16, max_seconds=0.5)
+    run = Run.create(tmp_path, "vae", "timed")
+    trainer = Trainer(tiny_model(), run, config, seed=0, device="cpu", show_progress=False)
+    trainer.fit(tiny_images())  # returns normally: no RunError as for an interruption
+    assert 0 < trainer.step < 1000 * 6
+    assert 0.5 <= trainer.train_seconds < 30
+    assert load_tensors(run.checkpoint_path)[1]["step"] == trainer.step
+    # resuming a run that used up its time trains nothing more
+    again = Trainer(tiny_model(), run, config, seed=0, device="cpu", show_progress=False)
+    again.fit(tiny_images(), resume=True)
+    assert again.step == trainer.step
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"grad_clip": 1.0}, "--grad-clip"), ({"precision": "fp16"}, "GANs do not train in fp16")],
+)
+def test_options_a_model_with_its_own_step_cannot_use_are_refused(tmp_path, change, message):
+    run = Run.create(tmp_path, "toy", "two-player")
+    with pytest.raises(ConfigError, match=message):
+        Trainer(TwoPlayerToy(), run, TrainConfig(**change), device="cpu", show_progress=False)

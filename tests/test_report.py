@@ -8,6 +8,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -85,6 +86,33 @@ def test_gif_without_bounce_keeps_the_frames(tmp_path):
     path = save_gif(distinct_frames(5), tmp_path / "a.gif", bounce=False)
     with Image.open(path) as gif:
         assert gif.n_frames == 5
+
+
+def test_gif_labels_each_frame_above_it_and_holds_the_last(tmp_path):
+    frames = [torch.zeros(1, 32, 32) for _ in range(3)]
+    labels = ["step 1", "step 2", "step 3"]
+    path = save_gif(
+        frames,
+        tmp_path / "a.gif",
+        bounce=False,
+        scale=1,
+        labels=labels,
+        duration_ms=40,
+        hold_last_ms=900,
+    )
+    with Image.open(path) as gif:
+        assert gif.size == (32, 32 + 14) and gif.n_frames == 3
+        durations, bands = [], []
+        for index in range(3):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+            pixels = np.asarray(gif.convert("L"))
+            bands.append(pixels[:14].max())
+            assert pixels[14:].max() == 0  # the image itself is untouched
+    assert durations == [40, 40, 900]
+    assert min(bands) == 255  # white text on each band
+    with pytest.raises(ValueError, match="2 labels for 3 frames"):
+        save_gif(frames, tmp_path / "b.gif", labels=labels[:2])
 
 
 def test_gif_of_rgb_grids(tmp_path):

@@ -71,19 +71,27 @@ def datasets() -> None:
 # ---- training -------------------------------------------------------------------------------
 @app.command(no_args_is_help=True)
 def train(
-    model: Annotated[str, typer.Argument(help="Model family: vae or ae.")],
+    model: Annotated[str, typer.Argument(help="Model family: vae, ae, dcgan, wgan or wgan-gp.")],
     data: Annotated[
         str,
         typer.Option("--data", "-d", help="Dataset name (see `genlearn datasets`) or folder:PATH."),
     ] = "digits",
-    latent_dim: Annotated[int, typer.Option("--latent-dim", help="Size of the latent space.")] = 2,
-    epochs: Annotated[int, typer.Option("--epochs", "-e")] = 20,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (Adam).")] = 1e-3,
+    latent_dim: Annotated[
+        int | None,
+        typer.Option("--latent-dim", help="Size of the latent space (default: vae/ae 2)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", help="Default 20.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", help="Default: the family's (vae 128).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Peak learning rate (default: the family's; vae 1e-3)."),
+    ] = None,
     lr_schedule: Annotated[
-        str, typer.Option("--lr-schedule", help="cosine or constant.")
-    ] = "cosine",
-    arch: Annotated[str, typer.Option("--arch", help="conv or mlp.")] = "conv",
+        str | None, typer.Option("--lr-schedule", help="cosine or constant.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="vae/ae: conv or mlp.")] = None,
     channels: Annotated[
         str | None, typer.Option("--channels", help="Conv widths per stage, e.g. 32,64.")
     ] = None,
@@ -103,9 +111,32 @@ def train(
             help="Bernoulli only: dynamic binarisation (default: on for mnist).",
         ),
     ] = None,
-    beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (beta-VAE).")] = 1.0,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="Weight of the KL term (beta-VAE; default 1).")
+    ] = None,
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Resize images (digits: 8, 16 or 28).")
+    ] = None,
+    conditional: Annotated[
+        bool, typer.Option("--conditional", help="GANs: condition on the class labels.")
+    ] = False,
+    conditioning: Annotated[
+        str | None,
+        typer.Option(
+            "--conditioning",
+            help="GANs: how D uses the label, projection (default) or concat; implies "
+            "--conditional.",
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option("--loss", help="GANs: bce, hinge or wasserstein.")
+    ] = None,
+    n_critic: Annotated[
+        int | None, typer.Option("--n-critic", help="GANs: critic steps per generator step.")
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option("--ema-decay", help="GANs: moving average of G (default 0.999; 0: off)."),
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
     grad_clip: Annotated[
@@ -114,6 +145,14 @@ def train(
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
     ] = 0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            "--time-limit",
+            help="Stop (and finish as usual) after this many seconds of training steps, "
+            "summed over resumes (0: none).",
+        ),
+    ] = 0.0,
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", help="Also log to TensorBoard.")
     ] = False,
@@ -132,21 +171,29 @@ def train(
     device: Device = "auto",
 ) -> None:
     """Train a model; leaves config.json, metrics.jsonl, checkpoints, figures and report.html."""
+    from genlearn.models import get_family
     from genlearn.train.engine import TrainConfig
     from genlearn.workflows import train as train_model
 
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule)
     config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        lr_schedule=lr_schedule,
+        **{**get_family(model).train_defaults, **{k: v for k, v in given.items() if v is not None}},
         precision=precision,
         grad_clip=grad_clip,
         checkpoint_every_steps=checkpoint_every,
         tensorboard=tensorboard,
+        max_seconds=time_limit,
     )
     options = dict(
-        latent_dim=latent_dim, arch=arch, likelihood=likelihood, binarize=binarize, beta=beta
+        latent_dim=latent_dim,
+        arch=arch,
+        likelihood=likelihood,
+        binarize=binarize,
+        beta=beta,
+        conditional=conditioning or ("projection" if conditional else None),
+        loss=loss,
+        n_critic=n_critic,
+        ema_decay=ema_decay,
     )
     if channels:
         options["conv_channels"] = _int_list(channels, "--channels")
@@ -173,7 +220,7 @@ def tour(
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """A guided first run: a VAE and an AE on the built-in digits, their figures and reports."""
+    """A guided first run: a VAE, an AE and a DCGAN on the built-in digits, figures and reports."""
     from genlearn.tour import run_tour
 
     run_tour(runs_dir=runs_dir, seed=seed, device=device)
@@ -188,14 +235,17 @@ def sample(
         Path | None,
         typer.Option("--output", "-o", help="PNG to write (default: in the run's figures)."),
     ] = None,
+    label: Annotated[
+        int | None, typer.Option("--class", help="Conditional models: the class to draw.")
+    ] = None,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Decode samples from the prior N(0, I) into an image grid."""
+    """Draw samples from the model (z ~ N(0, I) through the decoder or generator) as a grid."""
     from genlearn.workflows import sample_run
 
     _positive(n, "-n")
-    out.print(sample_run(run, n, seed=seed, output=output, device=device))
+    out.print(sample_run(run, n, seed=seed, output=output, label=label, device=device))
 
 
 @app.command()
@@ -226,21 +276,35 @@ def latent_map(
 @app.command(no_args_is_help=True)
 def interpolate(
     run: RunPath,
-    start: Annotated[int, typer.Option("--from", help="Index of the first test image.")] = 0,
-    end: Annotated[int, typer.Option("--to", help="Index of the second test image.")] = 1,
+    start: Annotated[
+        int,
+        typer.Option("--from", help="Index of the first test image (GANs: seed of the first z)."),
+    ] = 0,
+    end: Annotated[
+        int,
+        typer.Option("--to", help="Index of the second test image (GANs: seed of the last z)."),
+    ] = 1,
     steps: Annotated[int, typer.Option("--steps", help="Decoded points between them.")] = 10,
     gif: Annotated[bool, typer.Option("--gif", help="Also write an animated GIF.")] = False,
     spherical: Annotated[
-        bool, typer.Option("--spherical", help="Slerp instead of a straight line.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--spherical/--straight",
+            help="Slerp or a straight line (default: straight between codes, slerp in a GAN's z).",
+        ),
+    ] = None,
+    label: Annotated[
+        int | None, typer.Option("--class", help="Conditional GANs: the class to draw.")
+    ] = None,
     device: Device = "auto",
 ) -> None:
-    """Morph one test image into another by walking the latent space between their codes."""
+    """Walk the latent space: between two test images' codes (autoencoders), or between two
+    random z's (GANs)."""
     from genlearn.workflows import interpolate_run
 
     _positive(steps, "--steps")
     for path in interpolate_run(
-        run, start, end, steps=steps, gif=gif, spherical=spherical, device=device
+        run, start, end, steps=steps, gif=gif, spherical=spherical, label=label, device=device
     ):
         out.print(path)
 

@@ -1,8 +1,9 @@
-"""The tour: the talk's autoencoder story on the built-in digits, in about two minutes on a CPU.
+"""The tour: the talk's story on the built-in digits, in about three minutes on a CPU.
 
 1. a VAE with a 2-D latent space, so its latent space can be drawn;
 2. a plain autoencoder with the same architecture, for comparison;
-3. a report for each, and one that puts them side by side.
+3. a DCGAN, trained for a fixed minute: the two-player game, its training GIF;
+4. a report for each, and one that puts the two autoencoders side by side.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from genlearn.models import get_family
 from genlearn.report.html import write_comparison_report
 from genlearn.train.engine import TrainConfig
 from genlearn.workflows import train
@@ -26,9 +28,36 @@ TOUR_IMAGE_SIZE = 16
 TOUR_CHANNELS = [32, 64]
 # the same training for both models, so the comparison is only about the KL term
 TOUR_TRAINING = TrainConfig(epochs=200, batch_size=64, lr=2e-3, eval_every_epochs=50)
+# a DCGAN draws recognisable digits after about a minute here; the time limit keeps the tour
+# short on a slower machine, a faster one stops at 120 epochs. Narrower networks (32 channels,
+# not 64) and a higher rate take 2.4x the steps in that minute: measured on 1,000 samples, 53%
+# of them a digit classifier labels confidently, against 48% with the paper's 64 and 2e-4
+TOUR_GAN_SECONDS = 60.0
+TOUR_GAN_OPTIONS = dict(generator_width=32, critic_width=32)
+AUTOENCODER_OPTIONS = dict(latent_dim=2, conv_channels=TOUR_CHANNELS, train_config=TOUR_TRAINING)
 STEPS = [
-    ("vae", "a variational autoencoder on the built-in digits"),
-    ("ae", "a plain autoencoder, same architecture and training, for comparison"),
+    ("vae", "a variational autoencoder on the built-in digits", AUTOENCODER_OPTIONS),
+    (
+        "ae",
+        "a plain autoencoder, same architecture and training, for comparison",
+        AUTOENCODER_OPTIONS,
+    ),
+    (
+        "dcgan",
+        f"a DCGAN: generator against discriminator, at most {TOUR_GAN_SECONDS:.0f} s",
+        dict(
+            train_config=TrainConfig(
+                **{
+                    **get_family("dcgan").train_defaults,
+                    "epochs": 120,
+                    "lr": 5e-4,
+                    "eval_every_epochs": 10,
+                    "max_seconds": TOUR_GAN_SECONDS,
+                }
+            ),
+            **TOUR_GAN_OPTIONS,
+        ),
+    ),
 ]
 
 
@@ -36,20 +65,18 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     """Train the tour's models and write their reports; returns the paths a user opens."""
     start = time.perf_counter()
     runs = {}
-    for step, (family, what) in enumerate(STEPS, start=1):
+    for step, (family, what, options) in enumerate(STEPS, start=1):
         console.rule(f"genlearn tour {step}/{len(STEPS)}: {what}")
         runs[family] = train(
             family,
             "digits",
             image_size=TOUR_IMAGE_SIZE,
-            latent_dim=2,
-            conv_channels=TOUR_CHANNELS,
-            train_config=TOUR_TRAINING,
             seed=seed,
             device=device,
             runs_dir=runs_dir,
+            **options,
         )
-    vae, ae = runs["vae"], runs["ae"]
+    vae, ae, gan = runs["vae"], runs["ae"], runs["dcgan"]
     comparison = write_comparison_report(
         [ae.path, vae.path], Path(runs_dir) / "tour-ae-vs-vae.html"
     )
@@ -58,8 +85,10 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     console.print(f"VAE report:        {vae.path / 'report.html'}")
     console.print(f"AE report:         {ae.path / 'report.html'}")
     console.print(f"AE vs VAE:         {comparison}")
+    console.print(f"DCGAN report:      {gan.path / 'report.html'}")
+    console.print(f"DCGAN training:    {gan.figures_dir / 'training.gif'}")
     console.print(
         f"Next: genlearn sample {vae.path} -n 64   |   genlearn interpolate {vae.path} "
-        "--from 3 --to 17 --gif"
+        f"--from 3 --to 17 --gif   |   genlearn neighbours {gan.path}"
     )
-    return {"vae": vae.path, "ae": ae.path, "comparison": comparison}
+    return {"vae": vae.path, "ae": ae.path, "dcgan": gan.path, "comparison": comparison}

@@ -25,6 +25,13 @@ from genlearn.data import ImageDataset, get_dataset
 from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
+from genlearn.explore.generator import (
+    SNAPSHOTS_PER_RUN,
+    TrainingSnapshots,
+    generator_figures,
+    sample_grid,
+    walk_between,
+)
 from genlearn.explore.neighbours import neighbours_figure
 from genlearn.explore.suite import standard_figures
 from genlearn.metrics.features import parse_spaces
@@ -55,23 +62,49 @@ def default_likelihood(data: ImageDataset) -> str:
 
 
 def model_config_for(family: str, data: ImageDataset, **options: Any) -> dict[str, Any]:
-    """The `model` section of config.json: the family's defaults, the data's shape, options."""
-    known = {f.name for f in fields(AutoencoderConfig)}
+    """The `model` section of config.json: the family's defaults, the data's shape, options.
+
+    Options left as None take the family's default for this data (e.g. a VAE's likelihood).
+    """
+    spec = get_family(family)
+    known = {f.name for f in fields(spec.config_class)} - set(spec.defaults)
+    options = {k: v for k, v in options.items() if v is not None}
     unknown = set(options) - known
     if unknown:
-        raise ConfigError(f"unknown option(s) for {family}: {', '.join(sorted(unknown))}")
-    options = {k: v for k, v in options.items() if v is not None}
-    options.setdefault("likelihood", default_likelihood(data))
-    # dynamic binarisation is the literature's protocol for MNIST likelihoods; on the blurry,
-    # upscaled digits or on clothes it only adds noise, so elsewhere pixels keep their grey
-    options.setdefault("binarize", data.name.split(":")[0] == "mnist")
-    config = AutoencoderConfig(
-        **{**options, **get_family(family).defaults},
+        raise ConfigError(
+            f"option(s) {', '.join(sorted(unknown))} do not apply to {family}: see "
+            f"genlearn train --help"
+        )
+    options = {**data_defaults(spec.config_class, data, options), **options}
+    config = spec.config_class(
+        **{**options, **spec.defaults},
         image_channels=data.channels,
         image_size=data.image_size,
     )
     config.validate()
+    if hasattr(config, "resolved"):  # defaults that depend on other choices, written in
+        config = config.resolved()
     return asdict(config)
+
+
+def data_defaults(config_class: type, data: ImageDataset, options: dict[str, Any]) -> dict:
+    """Defaults that depend on the data: a VAE's likelihood, a conditional GAN's classes."""
+    if config_class is AutoencoderConfig:
+        # dynamic binarisation is the literature's protocol for MNIST likelihoods; on the
+        # blurry, upscaled digits or on clothes it only adds noise, so elsewhere pixels keep
+        # their grey levels
+        return {
+            "likelihood": default_likelihood(data),
+            "binarize": data.name.split(":")[0] == "mnist",
+        }
+    if options.get("conditional", "none") != "none":
+        if not data.class_names:
+            raise ConfigError(
+                f"{data.name} has no class labels, so a conditional model has nothing to "
+                "condition on: drop --conditional or use a labelled dataset"
+            )
+        return {"num_classes": len(data.class_names)}
+    return {}
 
 
 def train(
@@ -99,7 +132,7 @@ def train(
         train_config = TrainConfig(**config["train"])
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
     else:
-        train_config = train_config or TrainConfig()
+        train_config = train_config or TrainConfig(**get_family(family).train_defaults)
         dataset = load_data(data, image_size)
         config = _new_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed
@@ -117,20 +150,41 @@ def train(
             f"[bold]{family}[/] on {dataset.name} ({len(dataset.train_images)} images) "
             f"on {trainer.device} -> {run.path}"
         )
-    on_step = None
-    if stop_after_steps is not None:  # used to simulate a killed run
+    snapshots = None
+    if not hasattr(model, "encode") and trainer.accelerator.is_main_process:
+        steps = len(dataset.train_images) // train_config.batch_size * train_config.epochs
+        every = max(1, steps // SNAPSHOTS_PER_RUN)
+        # a time-limited run ends before its epochs do: space the snapshots in time instead
+        every_seconds = (
+            train_config.max_seconds / SNAPSHOTS_PER_RUN if train_config.max_seconds else None
+        )
+        snapshots = TrainingSnapshots(
+            run.figures_dir, dataset.train_images, every, seed, every_seconds=every_seconds
+        )
 
-        def on_step(step: int) -> None:
-            if step >= stop_after_steps:
-                raise _Stop
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def on_step(step: int) -> None:
+        if snapshots is not None:
+            snapshots(trainer.unwrapped_model, step, warn)
+        if stop_after_steps is not None and step >= stop_after_steps:
+            raise _Stop  # used to simulate a killed run
 
     try:
         trainer.fit(
-            dataset.train_images, dataset.test_images, resume=resume is not None, on_step=on_step
+            dataset.train_images,
+            dataset.test_images,
+            train_labels=class_labels(dataset.train_labels),
+            test_labels=class_labels(dataset.test_labels),
+            resume=resume is not None,
+            on_step=on_step,
         )
     except _Stop:
         return run
     trainer.save_weights(run.weights_path)
+    if snapshots is not None:
+        snapshots.assemble(run.figures_dir / "training.gif")
     if figures and trainer.accelerator.is_main_process:
         model = trainer.unwrapped_model.eval()
         make_figures(run, model, dataset, seed=seed)
@@ -138,6 +192,11 @@ def train(
         if show_progress:
             console.print(f"report: {path}")
     return run
+
+
+def class_labels(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Class indices (for conditional models); attribute tables are not classes."""
+    return labels if labels is not None and labels.ndim == 1 else None
 
 
 def _resumed_config(path: str | Path, family: str | None) -> tuple[Run, dict[str, Any]]:
@@ -240,8 +299,13 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageD
 
 
 @torch.no_grad()
-def make_figures(run: Run, model: Autoencoder, data: ImageDataset, seed: int = 0) -> list[Path]:
-    """Every figure of an autoencoder run, into run/figures/ (names the report knows)."""
+def make_figures(run: Run, model: torch.nn.Module, data: ImageDataset, seed: int = 0) -> list[Path]:
+    """Every figure of a run, into run/figures/ (names the report knows): the latent tools
+    for an autoencoder, samples and latent walks for a generator without an encoder."""
+    if not hasattr(model, "encode"):
+        paths = generator_figures(model, run.figures_dir, seed=seed)
+        console.print(f"{len(paths)} figures written to {run.figures_dir}")
+        return paths
     paths = standard_figures(
         model,
         data.test_images,  # uint8: the figure functions convert batch by batch
@@ -425,13 +489,34 @@ def sample_run(
     *,
     seed: int = 0,
     output: Path | None = None,
+    label: int | None = None,
     device: str = "auto",
 ) -> Path:
-    """A grid of n decodes of z ~ N(0, I)."""
+    """A grid of n images from z ~ N(0, I) (of class `label`, for a conditional model)."""
     model, run = load_model(path, device)
+    suffix = "" if label is None else f"-class{label}"
+    target = output or run.figures_dir / f"samples-seed{seed}-n{n}{suffix}.png"
+    if not hasattr(model, "encode"):  # a generator: conditional models take a class
+        _check_class(model, label)
+        return sample_grid(model, target, n=n, seed=seed, label=label)
+    if label is not None:
+        raise ConfigError("--class applies to conditional generators (e.g. dcgan --conditional)")
     generator = torch.Generator(device=latent.model_device(model)).manual_seed(seed)
-    target = output or run.figures_dir / f"samples-seed{seed}-n{n}.png"
     return latent.prior_samples(model, target, n=n, generator=generator)
+
+
+def _check_class(model: torch.nn.Module, label: int | None) -> None:
+    """`--class` must name one of a conditional generator's classes."""
+    if label is None:
+        return
+    if not getattr(model, "conditional", False):
+        raise ConfigError(
+            "--class needs a conditional model, and this one is unconditional: train one "
+            "with --conditional"
+        )
+    classes = int(model.num_classes)
+    if not 0 <= label < classes:
+        raise ConfigError(f"--class {label} is not a class of this model: use 0 to {classes - 1}")
 
 
 def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> Path:
@@ -466,11 +551,30 @@ def interpolate_run(
     *,
     steps: int = 10,
     gif: bool = False,
-    spherical: bool = False,
+    spherical: bool | None = None,
+    label: int | None = None,
     device: str = "auto",
 ) -> list[Path]:
-    """Morph test image `start` into test image `end` through the latent space."""
-    model, data, run = load_run(path, device)
+    """Morph test image `start` into test image `end` through the latent space; for a
+    generator without an encoder, walk from the z of seed `start` to that of seed `end`
+    (of class `label`, for a conditional one).
+
+    `spherical` None: slerp for a generator (a straight line between Gaussian z's passes
+    through atypically short vectors, which it has rarely seen), a straight line between
+    an encoder's codes."""
+    model, run = load_model(path, device)
+    if not hasattr(model, "encode"):
+        _check_class(model, label)
+        suffix = "" if label is None else f"-class{label}"
+        target = run.figures_dir / f"interpolation-z{start}-z{end}{suffix}"
+        slerp = True if spherical is None else spherical
+        return walk_between(
+            model, (start, end), target, steps=steps, gif=gif, spherical=slerp, label=label
+        )
+    if label is not None:
+        raise ConfigError("--class applies to conditional generators (e.g. dcgan --conditional)")
+    spherical = bool(spherical)
+    data = run_dataset(run)
     images = data.test_images
     _check_index(start, len(images), "--from")
     _check_index(end, len(images), "--to")

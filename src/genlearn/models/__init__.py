@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from genlearn.errors import ConfigError
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlearn.models.gan import GAN, RECIPES, GANConfig
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Family:
     config_class: type
     model_class: type[nn.Module]
     defaults: dict[str, Any]  # config values this family name fixes (vae vs ae)
+    # TrainConfig values this family trains with unless the user says otherwise
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {
@@ -36,6 +39,25 @@ FAMILIES: dict[str, Family] = {
         {"variational": False},
     ),
 }
+
+
+def _gan_family(variant: str, description: str) -> Family:
+    """A GAN variant: the paper's optimiser settings and a constant learning rate; batch 64,
+    as WGAN and WGAN-GP use (Radford et al. use 128; 64 gives twice the updates per epoch)."""
+    recipe = RECIPES[variant]
+    train = {"lr": recipe.lr, "batch_size": 64, "lr_schedule": "constant"}
+    return Family(variant, description, GANConfig, GAN, {"variant": variant}, train)
+
+
+FAMILIES.update(
+    {
+        "dcgan": _gan_family("dcgan", "deep convolutional GAN (Radford et al. 2016)"),
+        "wgan": _gan_family("wgan", "Wasserstein GAN with weight clipping (Arjovsky et al. 2017)"),
+        "wgan-gp": _gan_family(
+            "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)"
+        ),
+    }
+)
 
 
 def get_family(name: str) -> Family:

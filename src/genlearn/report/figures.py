@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from matplotlib import rc_context
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from genlearn.atomic import atomic_path, write_json_atomic
 from genlearn.train.runs import read_jsonl
@@ -156,6 +156,17 @@ def save_image_grid(
     return path
 
 
+def _with_label(image: Image.Image, text: str | None) -> Image.Image:
+    """The image under a black band holding `text` in white."""
+    band = max(14, image.height // 24)
+    labelled = Image.new("RGB", (image.width, image.height + band), "black")
+    labelled.paste(image.convert("RGB"), (0, band))
+    if text:
+        font = ImageFont.load_default(size=band - 3)
+        ImageDraw.Draw(labelled).text((4, 1), text, fill="white", font=font)
+    return labelled
+
+
 def save_gif(
     frames: Sequence[torch.Tensor] | torch.Tensor,
     path: str | os.PathLike[str],
@@ -164,18 +175,26 @@ def save_gif(
     bounce: bool = True,
     scale: int | None = None,
     caption: str | None = None,
+    labels: Sequence[str] | None = None,
+    hold_last_ms: int | None = None,
 ) -> Path:
     """Save [C, H, W] frames (single images or grids from `make_grid`) as an animated GIF.
 
     `bounce` plays the frames forwards then backwards without repeating the end frames
     (n frames -> 2n - 2), so a -> b -> a loops smoothly. `loop=0` repeats forever.
+    `labels` writes one line above each frame (e.g. its training step); `hold_last_ms` shows
+    the last frame longer, so the end result can be looked at before the loop restarts.
     Note: GIF writers merge identical consecutive frames, adding their durations.
     """
     frames = list(frames)
     if not frames:
         raise ValueError("save_gif needs at least one frame")
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+    texts = list(labels) if labels is not None else [None] * len(frames)
     if bounce and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
+        texts = texts + texts[-2:0:-1]
     size = max(frames[0].shape[-2:])
     scale = auto_scale(int(size)) if scale is None else scale
     pil_frames = []
@@ -184,6 +203,13 @@ def save_gif(
         if scale > 1:
             frame = frame.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
         pil_frames.append(to_pil(frame))
+    if labels is not None:
+        pil_frames = [
+            _with_label(image, text) for image, text in zip(pil_frames, texts, strict=True)
+        ]
+    durations: int | list[int] = duration_ms
+    if hold_last_ms is not None and len(pil_frames) > 1:
+        durations = [duration_ms] * (len(pil_frames) - 1) + [hold_last_ms]
     path = Path(path)
     with atomic_path(path) as tmp:
         pil_frames[0].save(
@@ -191,7 +217,7 @@ def save_gif(
             format="GIF",
             save_all=True,
             append_images=pil_frames[1:],
-            duration=duration_ms,
+            duration=durations,
             loop=loop,
             disposal=1,
         )
@@ -360,9 +386,14 @@ def plot_loss_curves(
     if not panels:
         panels = [keys[0]]
     use_epoch = any("epoch" in r for r in rows)
+    columns = min(3, len(panels))  # GANs log many curves: wrap them onto rows of three
+    grid_rows = math.ceil(len(panels) / columns)
     with figure_style():
-        fig = Figure(figsize=(4.6 * len(panels) + 0.4, 3.8), dpi=DPI)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig = Figure(figsize=(4.6 * columns + 0.4, 3.8 * grid_rows), dpi=DPI)
+        axes = fig.subplots(grid_rows, columns, squeeze=False).flatten()
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        axes = axes[: len(panels)]
         for i, (ax, key) in enumerate(zip(axes, panels, strict=True)):
             _plot_panel(ax, rows, key, units, legend=(i == 0))
             ax.set_xlabel("epoch" if use_epoch else "step")
@@ -380,7 +411,19 @@ def plot_loss_curves(
         return save_figure(fig, out_png, caption)
 
 
-_PANEL_TITLES = {"loss": "Loss", "recon": "Reconstruction term", "kl": "KL term"}
+_PANEL_TITLES = {
+    "loss": "Loss",
+    "recon": "Reconstruction term",
+    "kl": "KL term",
+    "loss_d": "Discriminator (critic) loss",
+    "loss_g": "Generator loss",
+    "d_real": "D(x) on real images",
+    "d_fake": "D(G(z)) on generated images",
+    "wasserstein": "Wasserstein estimate E[D(x)] - E[D(G(z))]",
+    "gp": "Gradient penalty",
+    "grad_norm_d": "Gradient norm of D",
+    "grad_norm_g": "Gradient norm of G",
+}
 
 
 def _has_signal(rows: list[dict], key: str, required: bool) -> bool:

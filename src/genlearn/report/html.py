@@ -48,10 +48,24 @@ FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
     ("Attributes", ("attr", "vector")),
     ("Nearest training images", ("neighbour",)),
 ]
+GAN_FAMILIES = ("dcgan", "wgan", "wgan-gp")
+GAN_CURVES = (
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake",
+    "wasserstein",
+    "gp",
+    "grad_norm_d",
+    "grad_norm_g",
+)
 FAMILY_NAMES = {
     "vae": "Variational autoencoder",
     "ae": "Autoencoder",
     "gan": "GAN",
+    "dcgan": "DCGAN",
+    "wgan": "Wasserstein GAN",
+    "wgan-gp": "Wasserstein GAN with gradient penalty",
     "diffusion": "Diffusion model",
 }
 FAMILY_TEXT = {
@@ -66,6 +80,26 @@ FAMILY_TEXT = {
         "to give plausible images."
     ),
 }
+_GAN_TEXT = (
+    "A generator G maps z ~ N(0, I) to images while a {critic} learns to tell them from real "
+    "ones, and G learns to fool it ({paper}). The losses follow the game, not the quality of "
+    "the images: genlearn evaluate measures that (FID, precision/recall, near-copies)."
+)
+FAMILY_TEXT.update(
+    {
+        "dcgan": _GAN_TEXT.format(
+            critic="discriminator", paper="Goodfellow et al. 2014; Radford et al. 2016"
+        ),
+        "wgan": _GAN_TEXT.format(
+            critic="critic (weight-clipped, estimating the Wasserstein distance)",
+            paper="Arjovsky et al. 2017",
+        ),
+        "wgan-gp": _GAN_TEXT.format(
+            critic="critic (kept 1-Lipschitz by a gradient penalty)",
+            paper="Gulrajani et al. 2017",
+        ),
+    }
+)
 
 
 class MetricInfo(NamedTuple):
@@ -97,6 +131,9 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "last_test_recon_nats": MetricInfo("Test reconstruction term, last epoch", LOWER),
     "last_test_kl_nats": MetricInfo("Test KL term, last epoch"),
     "last_test_loss": MetricInfo("Test loss, last epoch of training", LOWER),
+    "last_test_d_real": MetricInfo("D(x) on test images, last epoch of training"),
+    "last_test_d_fake": MetricInfo("D(G(z)) on generated images, last epoch of training"),
+    "last_test_wasserstein": MetricInfo("Critic's Wasserstein estimate, last epoch", LOWER),
     "train_elbo_nats": MetricInfo("Train ELBO", HIGHER),
     "test_kl_nats": MetricInfo("Test KL term"),
     "iwae_nll_nats": MetricInfo("Negative log-likelihood, IWAE bound", LOWER),
@@ -188,13 +225,21 @@ def ensure_loss_curves(run: Run) -> Path | None:
         "Loss during training: train (faint: every logged step; bold: smoothed) and "
         "test (dots, once per epoch)"
     )
+    keys: tuple[str, ...] = ("loss", "recon", "kl")
     if run.family == "vae":
         caption += "; the loss is the negative ELBO = reconstruction term + KL term."
+    if run.family in GAN_FAMILIES:
+        keys = GAN_CURVES
+        caption += (
+            ". A healthy game keeps D(x) and D(G(z)) apart but not at 1 and 0; D winning "
+            "outright (D(G(z)) near 0, G's loss climbing) starves the generator of gradient"
+        )
     return plot_loss_curves(
         run.metrics_log_path,
         run.figures_dir / LOSS_CURVES,
         caption=caption + ("" if caption.endswith(".") else "."),
         units=units,
+        keys=keys,
     )
 
 
@@ -304,6 +349,9 @@ def metric_rows(metrics: dict[str, Any]) -> list[str]:
     return [k for k in metrics if k not in beside]
 
 
+LOSS_TERMS = ("loss", "recon", "kl")
+
+
 def run_metrics(run: Run) -> dict[str, Any]:
     """metrics.json's flat figures, plus the last test loss/recon/KL logged in metrics.jsonl
     (when not there). Nested sections (sample_quality) have their own table."""
@@ -312,7 +360,9 @@ def run_metrics(run: Run) -> dict[str, Any]:
     if not tests:
         return metrics
     suffix = "_nats" if run.family in ("vae", "ae") else ""
-    for name in ("loss", "recon", "kl"):
+    # a GAN's summed loss is no objective (each player minimises its own): show the game
+    names = ("d_real", "d_fake", "wasserstein") if run.family in GAN_FAMILIES else LOSS_TERMS
+    for name in names:
         value = tests[-1].get(name)
         key = f"last_test_{name}{suffix}"
         if _is_number(value) and key not in metrics and not (name == "kl" and run.family == "ae"):
@@ -472,7 +522,7 @@ def describe_run(run: Run) -> str:
     parts.append(".")
     if run.family in FAMILY_TEXT:
         parts.append(" " + FAMILY_TEXT[run.family])
-    length = _training_length(train, run.read_log())
+    length = _training_length(train, run.read_log(), with_loss=run.family not in GAN_FAMILIES)
     if length:
         parts.append(f" {length}")
     if "seed" in run.config:
@@ -480,7 +530,9 @@ def describe_run(run: Run) -> str:
     return "".join(parts)
 
 
-def _training_length(train: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def _training_length(
+    train: dict[str, Any], rows: list[dict[str, Any]], with_loss: bool = True
+) -> str:
     """ "Trained for N epochs (S steps); last test loss L." from metrics.jsonl, else the config."""
     if rows:
         last = rows[-1]
@@ -491,7 +543,7 @@ def _training_length(train: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         if _is_number(last.get("step")):
             text += f" ({format_value(int(last['step']))} steps)"
         tests = [r for r in rows if r.get("split") == "test" and _is_number(r.get("loss"))]
-        if tests:
+        if tests and with_loss:
             text += f"; last test loss {format_value(float(tests[-1]['loss']))}"
         return text + "." if text != "Trained for" else ""
     for key in ("epochs", "steps", "max_steps"):

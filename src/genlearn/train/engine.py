@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -56,6 +57,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: only at epoch ends (and when interrupted)
     log_every_steps: int = 50
     tensorboard: bool = False
+    max_seconds: float = 0.0  # stop (as finished) after this much training time; 0: no limit
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -188,17 +190,37 @@ class Trainer:
         show_progress: bool = True,
     ):
         config.validate()
+        # a model with its own training step (a GAN: two networks, two optimisers) brings its
+        # optimisers; every other model minimises out["loss"] with one Adam
+        self.custom_step = hasattr(model, "training_step")
+        if self.custom_step:
+            _check_custom_step_config(config)
         self.config, self.run, self.seed = config, run, seed
         self.accelerator = make_accelerator(device, config.precision)
         self.device = self.accelerator.device
         torch.manual_seed(seed)  # anything the model draws outside our generators
         self.model = model.to(self.device, memory_format=torch.channels_last)
-        self.optimizer = make_adam(self.model.parameters(), config)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if self.custom_step and self.accelerator.num_processes > 1:
+            # its networks are stepped outside DDP's forward, so gradients would not be synced
+            raise ConfigError(
+                "models with their own training step (GANs) train on one process for now: "
+                "launch without accelerate/torchrun"
+            )
+        optimizers = (
+            model.make_optimizers(config)
+            if self.custom_step
+            else {"optimizer": make_adam(self.model.parameters(), config)}
+        )
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:  # the schedule scales each group's own rate
+                group.setdefault("base_lr", group["lr"])
+        self.model, *prepared = self.accelerator.prepare(self.model, *optimizers.values())
+        self.optimizers = dict(zip(optimizers, prepared, strict=True))
         self.show_progress = show_progress and self.accelerator.is_main_process
         self.step = 0
         self.train_seconds = 0.0  # time spent in training steps, across resumes
         self.steps_per_epoch = 0
+        self._out_of_time = False  # max_seconds of training reached: finish as if done
         self._tensorboard = None
 
     # ---- public ----------------------------------------------------------------------------
@@ -207,6 +229,8 @@ class Trainer:
         train_images: torch.Tensor,
         test_images: torch.Tensor | None = None,
         *,
+        train_labels: torch.Tensor | None = None,
+        test_labels: torch.Tensor | None = None,
         resume: bool = False,
         on_step: Callable[[int], None] | None = None,
     ) -> dict[str, float]:
@@ -225,31 +249,40 @@ class Trainer:
         total_steps = self.steps_per_epoch * self.config.epochs
         if resume:
             self.load_checkpoint()
+            # a run that stopped on its time limit has nothing left to train
+            self._out_of_time = 0 < self.config.max_seconds <= self.train_seconds
         train_images = train_images.to(self.device)
+        self._train_labels = None if train_labels is None else train_labels.to(self.device)
         last: dict[str, float] = {}
         progress = self._progress()
         task = progress.add_task("train", total=total_steps, completed=self.step, info="")
         self._tensorboard = self._open_tensorboard() if self.config.tensorboard else None
         try:
             with progress, StopOnInterrupt(enabled=world == 1) as stop:
-                while self.step < total_steps and not stop.requested:
+                while self.step < total_steps and not stop.requested and not self._out_of_time:
                     epoch, offset = divmod(self.step, self.steps_per_epoch)
                     order = epoch_order(len(train_images), self.seed, epoch, rank, world)
                     order = order.to(self.device)  # index on the device the images live on
                     self._train_epoch(
                         train_images, order, offset, total_steps, progress, task, on_step, stop
                     )
-                    if stop.requested:
+                    if stop.requested or self._out_of_time:
                         break
                     epoch_done = self.step // self.steps_per_epoch
                     if test_images is not None and self._should_evaluate(epoch_done):
-                        last = self.evaluate_loss(test_images)
+                        last = self.evaluate_loss(test_images, test_labels)
                         self._log({"epoch": float(epoch_done), "split": "test", **last})
                         self._say_epoch(epoch_done, last)
                     self.save_checkpoint()
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
+        if self._out_of_time:
+            self.save_checkpoint()
+            if self.show_progress:
+                console.print(
+                    f"time limit of {self.config.max_seconds:g} s reached at step {self.step}"
+                )
         if stop.requested:
             self.save_checkpoint()
             raise RunError(
@@ -259,16 +292,22 @@ class Trainer:
         return last
 
     @torch.no_grad()
-    def evaluate_loss(self, images: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-        """Mean of the model's loss entries over `images`, with fixed noise."""
+    def evaluate_loss(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+    ) -> dict[str, float]:
+        """Mean of the model's loss entries over `images`, with fixed noise (and the labels,
+        for models with their own step: a conditional GAN needs them)."""
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         generator = step_generator(self.seed, -1, self.device)
         totals: dict[str, float] = {}
         for start in range(0, len(images), batch_size):
             batch = as_float_images(images[start : start + batch_size].to(self.device))
+            extra = {}
+            if self.custom_step and labels is not None:
+                extra["labels"] = labels[start : start + batch_size].to(self.device)
             with self.accelerator.autocast():
-                out = model(batch, generator=generator)
+                out = model(batch, generator=generator, **extra)
             for key, value in out.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * len(batch)
         model.train()
@@ -288,13 +327,15 @@ class Trainer:
         batch_size, last_index = self.config.batch_size, self.steps_per_epoch - 1
         for index in range(offset, self.steps_per_epoch):
             lr = learning_rate(self.config, self.step, total_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = as_float_images(images[order[index * batch_size : (index + 1) * batch_size]])
-            out = self._train_step(batch)
+            for optimizer in self.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * lr / self.config.lr
+            rows = order[index * batch_size : (index + 1) * batch_size]
+            labels = None if self._train_labels is None else self._train_labels[rows]
+            out = self._train_step(as_float_images(images[rows]), labels)
             self.step += 1
             count += 1
-            window_images += len(batch) * self.accelerator.num_processes
+            window_images += len(rows) * self.accelerator.num_processes
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value
             checkpoint_now = bool(self.config.checkpoint_every_steps) and (
@@ -302,7 +343,10 @@ class Trainer:
             )
             # windows end at multiples of log_every_steps, so a resumed run logs the same steps
             end_of_window = self.step % self.config.log_every_steps == 0 or index == last_index
-            if end_of_window or checkpoint_now or stop.requested:
+            if self.config.max_seconds > 0:
+                spent = self.train_seconds + time.perf_counter() - window_start
+                self._out_of_time = spent >= self.config.max_seconds
+            if end_of_window or checkpoint_now or stop.requested or self._out_of_time:
                 means = self._window_means(sums, count)  # raises if the loss went non-finite
                 elapsed = time.perf_counter() - window_start
                 self.train_seconds += elapsed
@@ -318,7 +362,7 @@ class Trainer:
                         "train_seconds": round(self.train_seconds, 2),
                     }
                 )
-                info = f"epoch {epoch:5.2f}  loss {means['loss']:8.3f}  {rate:7.0f} img/s"
+                info = f"epoch {epoch:5.2f}  {_loss_summary(means)}  {rate:7.0f} img/s"
                 progress.update(task, info=info)
                 sums, count, window_start, window_images = {}, 0, time.perf_counter(), 0
             progress.update(task, completed=self.step)
@@ -326,7 +370,7 @@ class Trainer:
                 self.save_checkpoint()
             if on_step is not None:
                 on_step(self.step)
-            if stop.requested:
+            if stop.requested or self._out_of_time:
                 return
 
     def _window_means(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
@@ -343,17 +387,31 @@ class Trainer:
             key: float(value) / count for key, value in zip(sums, stacked.tolist(), strict=True)
         }
 
-    def _train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _train_step(
+        self, batch: torch.Tensor, labels: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         generator = step_generator(
             self.seed, self.step, self.device, self.accelerator.process_index
         )
+        if self.custom_step:
+            with self.accelerator.autocast():
+                out = self.unwrapped_model.training_step(
+                    batch,
+                    labels,
+                    self.optimizers,
+                    generator=generator,
+                    backward=self.accelerator.backward,
+                    step=self.step,
+                )
+            return {key: value.detach() for key, value in out.items()}
+        optimizer = self.optimizers["optimizer"]
         with self.accelerator.autocast():
             out = self.model(batch, generator=generator)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(out["loss"])
         if self.config.grad_clip > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        optimizer.step()
         return {key: value.detach() for key, value in out.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------
@@ -363,10 +421,14 @@ class Trainer:
             return
         model = self.unwrapped_model
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        optimizer_tensors, structure = flatten_optimizer_state(
-            self.optimizer.state_dict(), "optimizer"
-        )
-        tensors.update(optimizer_tensors)
+        # each optimiser's state under its own prefix ("optimizer" alone for one-loss models,
+        # the layout of earlier checkpoints, which therefore still resume)
+        structure = {}
+        for name, optimizer in self.optimizers.items():
+            optimizer_tensors, structure[name] = flatten_optimizer_state(
+                optimizer.state_dict(), _prefix(name)
+            )
+            tensors.update(optimizer_tensors)
         save_tensors_atomic(
             self.run.checkpoint_path,
             tensors,
@@ -375,7 +437,7 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch,
                 "num_processes": self.accelerator.num_processes,
                 "train_seconds": self.train_seconds,
-                "optimizer": structure,
+                **_optimizer_metadata(structure),
             },
         )
 
@@ -386,9 +448,16 @@ class Trainer:
             self.unwrapped_model.load_state_dict(model_state)
         except RuntimeError as error:
             raise RunError(f"checkpoint does not fit this model: {str(error)[:200]}") from None
-        optimizer_state = unflatten_optimizer_state(tensors, metadata["optimizer"], "optimizer")
-        self.optimizer.load_state_dict(optimizer_state)
-        _match_parameter_layouts(self.optimizer)
+        structures = metadata.get("optimizers") or {"optimizer": metadata["optimizer"]}
+        if set(structures) != set(self.optimizers):
+            raise RunError(
+                f"checkpoint holds optimisers {sorted(structures)}, this model has "
+                f"{sorted(self.optimizers)}: it belongs to another kind of model"
+            )
+        for name, optimizer in self.optimizers.items():
+            state = unflatten_optimizer_state(tensors, structures[name], _prefix(name))
+            optimizer.load_state_dict(state)
+            match_parameter_layouts(optimizer)
         saved = (metadata.get("num_processes", 1), metadata.get("steps_per_epoch"))
         now = (self.accelerator.num_processes, self.steps_per_epoch)
         if saved[1] is not None and saved != now:
@@ -440,7 +509,37 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
 
 
-def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+def _check_custom_step_config(config: TrainConfig) -> None:
+    """What the engine does for one loss but not (yet) for a model's own step: say so."""
+    if config.grad_clip > 0:
+        raise ConfigError(
+            "--grad-clip does not apply to models with their own training step (GANs): their "
+            "recipes keep the critic in check instead (weight clipping, gradient penalty)"
+        )
+    if config.precision == "fp16":
+        # one loss scaler for two players, and wgan-gp's input gradients, would need care
+        raise ConfigError(
+            "GANs do not train in fp16: use --precision bf16 (no loss scaling needed) or no"
+        )
+
+
+def _prefix(name: str) -> str:
+    return "optimizer" if name == "optimizer" else f"optimizer.{name}"
+
+
+def _optimizer_metadata(structure: dict[str, Any]) -> dict[str, Any]:
+    if set(structure) == {"optimizer"}:
+        return {"optimizer": structure["optimizer"]}
+    return {"optimizers": structure}
+
+
+def _loss_summary(means: dict[str, float]) -> str:
+    """ "loss 93.412", or for a GAN "loss_d 0.690  loss_g 0.702"."""
+    keys = ["loss"] if "loss" in means else [k for k in means if k.startswith("loss")][:2]
+    return "  ".join(f"{key} {means[key]:8.3f}" for key in keys)
+
+
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
     """Give each loaded moment its parameter's memory layout.
 
     Checkpoints store tensors contiguous, but the model's convolution weights are
@@ -458,7 +557,7 @@ def training_progress(show: bool) -> Progress:
     """The bar of a training loop: steps, a free "info" field (loss, images/s), time, eta."""
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),  # leaves an 80-column terminal room for the losses
         TextColumn("{task.completed}/{task.total} steps"),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
