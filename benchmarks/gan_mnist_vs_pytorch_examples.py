@@ -37,7 +37,6 @@ from genlearn.backbones.domain_cnn import domain_preprocess, load_domain_network
 from genlearn.data import get_dataset  # noqa: E402
 from genlearn.metrics.quality import evaluate_samples  # noqa: E402
 from genlearn.report.figures import save_image_grid  # noqa: E402
-from genlearn.train.engine import TrainConfig  # noqa: E402
 from genlearn.workflows import generate_samples, load_model, train  # noqa: E402
 
 
@@ -83,9 +82,7 @@ def run_reference(mnist, seconds: float, n: int, runs: Path) -> dict[str, object
 def run_genlearn(family: str, mnist, seconds: float, n: int, runs: Path) -> dict[str, object]:
     from genlearn.models import get_family
 
-    config = TrainConfig(
-        **{**get_family(family).train_defaults, "epochs": 1000, "max_seconds": seconds}
-    )
+    config = get_family(family).train_config(epochs=1000, max_seconds=seconds)
     start = time.perf_counter()
     # figures (samples, training GIF, report) are drawn after the timed training
     run = train(family, "mnist", train_config=config, runs_dir=runs, device="cpu")

@@ -55,6 +55,8 @@ def test_bad_train_config_is_a_user_error():
         TrainConfig(epochs=0).validate()
     with pytest.raises(ConfigError):
         TrainConfig(precision="fp8").validate()
+    with pytest.raises(ConfigError, match="time limit"):
+        TrainConfig(max_seconds=-5).validate()
     with pytest.raises(ConfigError):
         pick_device("tpu")
 

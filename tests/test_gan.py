@@ -471,7 +471,7 @@ def test_optimisers_follow_the_recipe_unless_the_user_sets_lr(variant, kind, lr,
 
     model = tiny(variant)
     # the family's training defaults carry the recipe's rate; --lr replaces it
-    optimizers = model.make_optimizers(TrainConfig(**get_family(variant).train_defaults))
+    optimizers = model.make_optimizers(get_family(variant).train_config())
     assert set(optimizers) == {"discriminator", "generator"}
     for name, optimizer in optimizers.items():
         assert isinstance(optimizer, kind)

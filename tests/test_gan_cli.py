@@ -82,38 +82,25 @@ def test_a_gan_report_shows_the_game_not_a_summed_loss(conditional_run):
 
 
 def test_sample_a_class_neighbours_and_evaluate(conditional_run, monkeypatch, capsys, tmp_path):
-    out_png = tmp_path / "sevens.png"
-    code, _, err = run_cli(
-        monkeypatch,
-        capsys,
-        "sample",
-        str(conditional_run),
-        "-n",
-        "8",
-        "--class",
-        "7",
-        "-o",
-        str(out_png),
-    )
-    assert code == 0, err
-    with Image.open(out_png) as image:
-        sevens = np.asarray(image.convert("L"))
+    def sample_class(label: int) -> np.ndarray:
+        path = tmp_path / f"class{label}.png"
+        command = [
+            "sample",
+            str(conditional_run),
+            "-n",
+            "8",
+            "--class",
+            str(label),
+            "-o",
+            str(path),
+        ]
+        code, _, err = run_cli(monkeypatch, capsys, *command)
+        assert code == 0, err
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+
+    sevens, ones = sample_class(7), sample_class(1)
     assert sevens.shape[0] >= 3 * 16 and sevens.shape[1] >= 3 * 16  # a 3 x 3 grid of 16 px
-    code, _, err = run_cli(
-        monkeypatch,
-        capsys,
-        "sample",
-        str(conditional_run),
-        "-n",
-        "8",
-        "--class",
-        "1",
-        "-o",
-        str(tmp_path / "ones.png"),
-    )
-    assert code == 0, err
-    with Image.open(tmp_path / "ones.png") as image:
-        ones = np.asarray(image.convert("L"))
     assert ones.shape == sevens.shape and not np.array_equal(ones, sevens)  # same z, other class
     code, out, _ = run_cli(
         monkeypatch, capsys, "neighbours", str(conditional_run), "-n", "4", "-s", "50"

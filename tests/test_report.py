@@ -391,3 +391,20 @@ def test_figure_files_ignore_captions_and_hidden_files(tmp_path):
     run = make_run(tmp_path, "r", "vae", {"prior_samples.png": "s"}, jsonl=False)
     (run / "figures" / ".partial.png").write_bytes(b"")
     assert [p.name for p in figure_files(run / "figures")] == ["prior_samples.png"]
+
+
+def test_a_run_stopped_by_its_time_limit_says_so(tmp_path):
+    from genlearn.report.html import describe_run
+    from genlearn.train.runs import Run
+
+    path = make_run(tmp_path, "timed", "dcgan", jsonl=False)
+    config = json.loads((path / "config.json").read_text())
+    config["train"]["max_seconds"] = 60
+    (path / "config.json").write_text(json.dumps(config))
+    rows = [{"step": 900, "epoch": 2.5, "split": "train", "loss_d": 0.4, "train_seconds": 60.02}]
+    write_jsonl(path / "metrics.jsonl", rows)
+    text = describe_run(Run.open(path))
+    assert "Trained for 2.5 epochs (900 steps), when its time limit of 60 s ran out." in text
+    rows[-1]["train_seconds"] = 31.0  # finished its epochs first
+    write_jsonl(path / "metrics.jsonl", rows)
+    assert "time limit" not in describe_run(Run.open(path))

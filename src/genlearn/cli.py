@@ -172,12 +172,13 @@ def train(
 ) -> None:
     """Train a model; leaves config.json, metrics.jsonl, checkpoints, figures and report.html."""
     from genlearn.models import get_family
-    from genlearn.train.engine import TrainConfig
     from genlearn.workflows import train as train_model
 
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule)
-    config = TrainConfig(
-        **{**get_family(model).train_defaults, **{k: v for k, v in given.items() if v is not None}},
+    config = get_family(model).train_config(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
         precision=precision,
         grad_clip=grad_clip,
         checkpoint_every_steps=checkpoint_every,

@@ -46,14 +46,8 @@ STEPS = [
         "dcgan",
         f"a DCGAN: generator against discriminator, at most {TOUR_GAN_SECONDS:.0f} s",
         dict(
-            train_config=TrainConfig(
-                **{
-                    **get_family("dcgan").train_defaults,
-                    "epochs": 120,
-                    "lr": 5e-4,
-                    "eval_every_epochs": 10,
-                    "max_seconds": TOUR_GAN_SECONDS,
-                }
+            train_config=get_family("dcgan").train_config(
+                epochs=120, lr=5e-4, eval_every_epochs=10, max_seconds=TOUR_GAN_SECONDS
             ),
             **TOUR_GAN_OPTIONS,
         ),

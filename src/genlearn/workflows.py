@@ -132,7 +132,7 @@ def train(
         train_config = TrainConfig(**config["train"])
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
     else:
-        train_config = train_config or TrainConfig(**get_family(family).train_defaults)
+        train_config = train_config or get_family(family).train_config()
         dataset = load_data(data, image_size)
         config = _new_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed

@@ -10,6 +10,7 @@ from torch import nn
 from genlearn.errors import ConfigError
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlearn.models.gan import GAN, RECIPES, GANConfig
+from genlearn.train.engine import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class Family:
     defaults: dict[str, Any]  # config values this family name fixes (vae vs ae)
     # TrainConfig values this family trains with unless the user says otherwise
     train_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The family's training defaults, with `overrides` (those not None) on top."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig(**{**self.train_defaults, **given})
 
 
 FAMILIES: dict[str, Family] = {

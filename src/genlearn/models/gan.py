@@ -149,7 +149,7 @@ class GANConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.conditional not in ("none", "concat", "projection"):
             raise ConfigError(
-                f"conditional must be none, concat or projection, got {self.conditional!r}"
+                f"conditioning must be projection or concat (or none), got {self.conditional!r}"
             )
         if self.conditional != "none" and self.num_classes < 2:
             raise ConfigError(

@@ -223,7 +223,7 @@ def ensure_loss_curves(run: Run) -> Path | None:
     units = "nats/image" if run.family in ("vae", "ae") else None
     caption = (
         "Loss during training: train (faint: every logged step; bold: smoothed) and "
-        "test (dots, once per epoch)"
+        "test (dots, at each evaluation)"
     )
     keys: tuple[str, ...] = ("loss", "recon", "kl")
     if run.family == "vae":
@@ -542,6 +542,9 @@ def _training_length(
             text += f" {int(epoch) if epoch.is_integer() else format_value(epoch)} epochs"
         if _is_number(last.get("step")):
             text += f" ({format_value(int(last['step']))} steps)"
+        limit, spent = train.get("max_seconds"), last.get("train_seconds")
+        if _is_number(limit) and limit > 0 and _is_number(spent) and spent >= limit:
+            text += f", when its time limit of {format_value(limit)} s ran out"
         tests = [r for r in rows if r.get("split") == "test" and _is_number(r.get("loss"))]
         if tests and with_loss:
             text += f"; last test loss {format_value(float(tests[-1]['loss']))}"

@@ -72,6 +72,10 @@ class TrainConfig:
             )
         if self.precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"precision must be no, bf16 or fp16, got {self.precision!r}")
+        if not self.max_seconds >= 0:
+            raise ConfigError(
+                f"the time limit must be 0 (none) or a number of seconds, got {self.max_seconds}"
+            )
 
 
 def pick_device(name: str = "auto") -> torch.device:
