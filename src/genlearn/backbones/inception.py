@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlearn.backbones.layers import NamedLayers, Stage
 from genlearn.backbones.weights import (
     WeightsSpec,
     fold_batchnorm_pairs,
@@ -51,6 +52,12 @@ TORCHVISION_INCEPTION = WeightsSpec(
     sha256_prefix="0cc3c7bd",
     description="torchvision's ImageNet Inception-v3 with auxiliary classifier (109 MB)",
 )
+# the eleven concatenation blocks in forward order; Keras (and DeepDream recipes) call them
+# mixed0..mixed10
+MIXED_BLOCKS = (
+    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+)  # fmt: skip
 FID_IMAGE_SIZE = 299
 FEATURE_DIM = 2048
 
@@ -225,13 +232,20 @@ class InceptionAux(nn.Module):
         return self.fc(_global_pool(x))
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(NamedLayers, nn.Module):
     """Inception-v3 on preprocessed [N, 3, 299, 299] images (see `fid_preprocess`).
 
     `forward` returns logits; `forward_features` returns (pool features [N, 2048], logits).
     With `aux_logits=True`, training-mode `forward` returns (logits, auxiliary logits).
     On CPU the activations are kept channels-last, which oneDNN convolves faster.
+
+    `features_at` reads layers by name: the stem's convolutions and pools, then the eleven
+    concatenation blocks by their Keras names `mixed0` (= torchvision's `Mixed_5b`) to
+    `mixed10` (`Mixed_7c`), which is how DeepDream recipes name them, then `logits`.
     """
+
+    display_name = "InceptionV3"
+    layer_aliases = dict(zip(MIXED_BLOCKS, [f"mixed{i}" for i in range(11)], strict=True))
 
     def __init__(
         self, num_classes: int = 1008, fid_variant: bool = True, aux_logits: bool = False
@@ -274,6 +288,20 @@ class InceptionV3(nn.Module):
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         return x, aux
 
+    def stages(self) -> list[Stage]:
+        stem = [
+            ("Conv2d_1a_3x3", lambda x: self.Conv2d_1a_3x3(cpu_channels_last(x))),
+            ("Conv2d_2a_3x3", self.Conv2d_2a_3x3),
+            ("Conv2d_2b_3x3", self.Conv2d_2b_3x3),
+            ("maxpool1", lambda x: F.max_pool2d(x, 3, stride=2)),
+            ("Conv2d_3b_1x1", self.Conv2d_3b_1x1),
+            ("Conv2d_4a_3x3", self.Conv2d_4a_3x3),
+            ("maxpool2", lambda x: F.max_pool2d(x, 3, stride=2)),
+        ]
+        mixed = [(self.layer_aliases[name], getattr(self, name)) for name in MIXED_BLOCKS]
+        logits = ("logits", lambda x: self.fc(self.dropout(_global_pool(x))))
+        return [*stem, *mixed, logits]
+
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pool features [N, 2048], logits [N, num_classes]); FID uses the former."""
         features = _global_pool(self._trunk(x)[0])
@@ -312,6 +340,25 @@ def fid_inception_v3(path: Path | None = None, *, fold_batchnorm: bool = True) -
     load_weights(model, load_state_dict_file(path), str(path), "the FID Inception weights")
     model.eval().requires_grad_(False)
     return model.fold_batchnorm() if fold_batchnorm else model
+
+
+def imagenet_inception_v3(path: Path | None = None, *, fold_batchnorm: bool = True) -> InceptionV3:
+    """torchvision's ImageNet Inception-v3 (1000 classes), eval mode, frozen parameters.
+
+    Its file includes the auxiliary classifier; it is loaded, then dropped. Inputs are
+    images scaled to [-1, 1] (`inception_preprocess`), any size from about 75 px up.
+    """
+    path = resolve_weights(TORCHVISION_INCEPTION) if path is None else Path(path)
+    model = InceptionV3(num_classes=1000, fid_variant=False, aux_logits=True)
+    load_weights(model, load_state_dict_file(path), str(path), "torchvision's Inception-v3 weights")
+    model.AuxLogits = None
+    model.eval().requires_grad_(False)
+    return model.fold_batchnorm() if fold_batchnorm else model
+
+
+def inception_preprocess(images: torch.Tensor) -> torch.Tensor:
+    """RGB images in [0, 1] -> [-1, 1], what both Inception-v3 weight files expect."""
+    return 2 * images - 1
 
 
 def fid_preprocess(images: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlearn.backbones.layers import NamedLayers, Stage
 from genlearn.backbones.weights import WeightsSpec
 from genlearn.errors import WeightsError
 
@@ -61,8 +62,12 @@ def layer_names(config: list[int | str]) -> list[str]:
     return names
 
 
-class VGG(nn.Module):
-    """torchvision's VGG without batch norm; `features_at` runs only as far as it must."""
+class VGG(NamedLayers, nn.Module):
+    """torchvision's VGG without batch norm; `features_at` runs only as far as it must.
+
+    Layers: conv1_1, relu1_1, ..., pool5 and, with the classifier, logits. ReLUs run out of
+    place here, so a returned `conv` activation is not overwritten by the ReLU after it.
+    """
 
     def __init__(self, name: str = "vgg19", num_classes: int = 1000, classifier: bool = True):
         super().__init__()
@@ -78,8 +83,9 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
                 channels = int(item)
         self.features = nn.Sequential(*layers)
+        self.display_name = name.upper()
         self.names = layer_names(config)
-        self.index = {layer: i for i, layer in enumerate(self.names)}
+        self.has_classifier = classifier
         if classifier:
             self.avgpool = nn.AdaptiveAvgPool2d(7)
             self.classifier = nn.Sequential(
@@ -92,26 +98,20 @@ class VGG(nn.Module):
                 nn.Linear(4096, num_classes),
             )
 
-    def features_at(self, x: Tensor, layers: list[str]) -> dict[str, Tensor]:
-        """Activations of the named layers; layers past the deepest one asked for never run.
+    def stages(self) -> list[Stage]:
+        convs = [
+            (name, torch.relu if isinstance(module, nn.ReLU) else module)
+            for name, module in zip(self.names, self.features, strict=True)
+        ]
+        return [*convs, ("logits", self.classify)] if self.has_classifier else convs
 
-        ReLUs are applied out of place here, so a returned `conv` activation is not
-        overwritten by the ReLU that follows it."""
-        unknown = [layer for layer in layers if layer not in self.index]
-        if unknown:
-            raise ValueError(f"unknown VGG layer(s) {unknown}: names run {self.names[0]}..")
-        wanted, last = set(layers), max(self.index[layer] for layer in layers)
-        out = {}
-        for i, module in enumerate(self.features[: last + 1]):
-            x = torch.relu(x) if isinstance(module, nn.ReLU) else module(x)
-            if self.names[i] in wanted:
-                out[self.names[i]] = x
-        return out
+    def classify(self, x: Tensor) -> Tensor:
+        """pool5's map -> ImageNet logits."""
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
 
     def forward(self, x: Tensor) -> Tensor:
         """ImageNet logits of preprocessed images."""
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        return self.classify(self.features(x))
 
 
 def hed_state_dict(path: Path) -> dict[str, Tensor]:

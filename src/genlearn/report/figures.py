@@ -250,6 +250,29 @@ def save_figure(
     return path
 
 
+def save_side_by_side(
+    images: Sequence[torch.Tensor],
+    titles: Sequence[str],
+    path: str | os.PathLike[str],
+    height_inches: float = 3.2,
+) -> Path:
+    """Images ([1, 3, H, W] or [3, H, W] in [0, 1], any sizes) in one row, each under its
+    title, at their own aspect ratios: e.g. content | style | result."""
+    if len(images) != len(titles):
+        raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    arrays = [to_uint8_hwc(image[0] if image.ndim == 4 else image) for image in images]
+    widths = [a.shape[1] / a.shape[0] for a in arrays]
+    with figure_style():
+        width_inches = height_inches * sum(widths) + 0.3 * len(arrays)
+        fig = Figure(figsize=(width_inches, height_inches + 0.4), dpi=DPI)
+        axes = fig.subplots(1, len(arrays), gridspec_kw={"width_ratios": widths}, squeeze=False)
+        for ax, array, title in zip(axes[0], arrays, titles, strict=True):
+            ax.imshow(array)
+            ax.set_title(title)
+            ax.axis("off")
+        return save_figure(fig, path)
+
+
 def save_labelled_grid(
     images: torch.Tensor,
     path: str | os.PathLike[str],
