@@ -112,7 +112,8 @@ def test_dream_zoom_animation(monkeypatch, capsys, tmp_path, photo):
         (["--octave-scale", "1"], "--octave-scale must be above 1"),
     ],
 )
-def test_dream_bad_input_is_one_line(monkeypatch, capsys, photo, arguments, message):
+def test_dream_bad_input_is_one_line(monkeypatch, capsys, tmp_path, photo, arguments, message):
+    monkeypatch.chdir(tmp_path)  # should one be accepted, its output lands here
     code, _, stderr = run_cli(monkeypatch, capsys, "dream", str(photo), *arguments)
     assert code == 2 and message in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) <= 2  # the backbone note, then the error
@@ -168,8 +169,9 @@ def test_style_without_vgg_weights_says_how_to_get_them(
     ],
 )
 def test_style_bad_input_is_one_line(
-    monkeypatch, capsys, photo, painting, hed_weights, arguments, message
+    monkeypatch, capsys, tmp_path, photo, painting, hed_weights, arguments, message
 ):
+    monkeypatch.chdir(tmp_path)  # should one be accepted, its output lands here
     code, _, stderr = run_cli(monkeypatch, capsys, "style", str(photo), str(painting), *arguments)
     assert code == 2 and message in stderr and "Traceback" not in stderr
 
