@@ -138,15 +138,19 @@ def test_a_class_dream_makes_the_network_see_the_class(lite0):
     banana = imagenet_class("banana")
     image = 0.5 + 0.05 * torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     objective = Objective(class_index=banana)
-    config = DreamConfig(octaves=2, steps=8, step_size=0.03, jitter=8)
+    config = DreamConfig(octaves=2, steps=12, step_size=0.03, jitter=8)
 
-    def p_banana(x):
+    def banana_probability_and_rank(x):
         with torch.no_grad():
-            return lite0(efficientnet_normalise(x)).softmax(-1)[0, banana].item()
+            probabilities = lite0(efficientnet_normalise(x)).softmax(-1)[0]
+        return probabilities[banana].item(), int((probabilities > probabilities[banana]).sum())
 
-    before = p_banana(image.clamp(0, 1))
-    after = p_banana(dream(lite0, efficientnet_normalise, image.clamp(0, 1), objective, config))
-    assert before < 0.01 and after > 0.25  # a rise of more than 25x in 16 steps
+    before, _ = banana_probability_and_rank(image.clamp(0, 1))
+    dreamt = dream(lite0, efficientnet_normalise, image.clamp(0, 1), objective, config)
+    after, rank = banana_probability_and_rank(dreamt)
+    # ascent from noise is sensitive to rounding (thread counts, kernels), so the bounds are
+    # loose: in 24 steps banana goes from one class among 1000 to one of the network's top 3
+    assert before < 0.01 and after > 30 * before and rank < 3
 
 
 def test_guide_objective_rewards_the_guides_features(random_vgg):

@@ -256,7 +256,8 @@ def _bar(
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
         console=console,
-        disable=not show,
+        # off when stderr is not a terminal: a log would collect half-drawn bars
+        disable=not show or not console.is_terminal,
         refresh_per_second=4,
     )
     with progress:
