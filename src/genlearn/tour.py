@@ -72,7 +72,7 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     start = time.perf_counter()
     runs = {}
     for step, (family, what, options) in enumerate(STEPS, start=1):
-        console.rule(f"genlearn tour {step}/{len(STEPS)}: {what}")
+        console.rule(f"genlearn tour {step}/{len(STEPS) + 1}: {what}")
         runs[family] = train(
             family,
             "digits",
