@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genlearn.art.images import resize
 from genlearn.backbones.layers import NamedLayers
 from genlearn.errors import ConfigError
 
@@ -235,7 +236,8 @@ def _owned_positions(
     return (masks[0][:, None] & masks[1][None, :]).to(torch.float32)
 
 
-_META_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per network: its shape-only copy on the meta device, and the grids already worked out
+_SHAPE_ONLY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _layer_grids(
@@ -243,22 +245,26 @@ def _layer_grids(
 ) -> list[_Grid]:
     """Each layer's grid on the whole image, without computing it: a copy of the network on
     PyTorch's 'meta' device propagates shapes only. Its stride is read off the growth of the
-    grid when the image grows by GRID pixels."""
-    meta = _META_COPIES.get(network)
-    if meta is None:
-        meta = _META_COPIES[network] = copy.deepcopy(network).to("meta")
+    grid when the image grows by GRID pixels. Remembered per image size, as every step of an
+    octave asks again."""
+    if network not in _SHAPE_ONLY:
+        _SHAPE_ONLY[network] = (copy.deepcopy(network).to("meta"), {})
+    meta, known = _SHAPE_ONLY[network]
     height, width = shape[-2:]
-    with torch.no_grad():
-        image = torch.zeros(1, 3, height, width, device="meta")
-        larger = torch.zeros(1, 3, height + GRID, width + GRID, device="meta")
-        base = meta.features_at(preprocess(image), layers)
-        grown = meta.features_at(preprocess(larger), layers)
-    grids = []
-    for layer in layers:
-        rows, cols = base[layer].shape[-2:]
-        stride = GRID // max(1, grown[layer].shape[-2] - rows)
-        grids.append(_Grid(int(rows), int(cols), stride))
-    return grids
+    key = (height, width, layers, preprocess)
+    if key not in known:
+        with torch.no_grad():
+            image = torch.zeros(1, 3, height, width, device="meta")
+            larger = torch.zeros(1, 3, height + GRID, width + GRID, device="meta")
+            base = meta.features_at(preprocess(image), layers)
+            grown = meta.features_at(preprocess(larger), layers)
+        grids = []
+        for layer in layers:
+            rows, cols = base[layer].shape[-2:]
+            stride = GRID // max(1, grown[layer].shape[-2] - rows)
+            grids.append(_Grid(int(rows), int(cols), stride))
+        known[key] = grids
+    return known[key]
 
 
 # ---- the dream -----------------------------------------------------------------------------
@@ -283,8 +289,8 @@ def dream(
     detail = torch.zeros(1, 3, *sizes[0], device=base.device)
     step = 0
     for size in sizes:
-        octave_base = _resize(base, size)
-        detail = _resize(detail, size)
+        octave_base = resize(base, size)
+        detail = resize(detail, size)
         dreamed = (octave_base + detail).clamp(0, 1)
         for _ in range(config.steps):
             dreamed, value = dream_step(network, preprocess, dreamed, objective, config, generator)
@@ -363,14 +369,14 @@ def zoom_centre(image: Tensor, zoom: float) -> Tensor:
     height, width = image.shape[-2:]
     crop_h, crop_w = max(1, round(height / zoom)), max(1, round(width / zoom))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    return _resize(image[..., top : top + crop_h, left : left + crop_w], (height, width))
+    return resize(image[..., top : top + crop_h, left : left + crop_w], (height, width))
 
 
 def noise_image(height: int, width: int, seed: int = 0) -> Tensor:
     """A start for dreaming from nothing: mid-grey with faint, slightly smooth colour noise."""
     generator = torch.Generator().manual_seed(seed)
     noise = torch.rand(1, 3, max(1, height // 4), max(1, width // 4), generator=generator)
-    return (0.5 + 0.2 * (_resize(noise, (height, width)) - 0.5)).clamp(0, 1)
+    return (0.5 + 0.2 * (resize(noise, (height, width)) - 0.5)).clamp(0, 1)
 
 
 def guide_features(
@@ -393,12 +399,3 @@ def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
     horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
     vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
     return F.conv2d(F.conv2d(padded, horizontal, groups=channels), vertical, groups=channels)
-
-
-def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrinking = size[0] < image.shape[-2]
-    return F.interpolate(
-        image, size=size, mode="bilinear", align_corners=False, antialias=shrinking
-    )

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from genlearn.atomic import atomic_path
 from genlearn.errors import ConfigError, DataError
+from genlearn.report.figures import to_pil
 
 METADATA_KEY = "genlearn"
 WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}
@@ -45,12 +47,19 @@ def load_image(path: str | Path, long_side: int | None = None) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of [N, C, H, W] images, antialiased when shrinking; no-op at `size`."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] < image.shape[-2]
+    return F.interpolate(
+        image, size=size, mode="bilinear", align_corners=False, antialias=shrinking
+    )
+
+
 def to_pil_image(image: torch.Tensor) -> Image.Image:
     """[1, 3, H, W] or [3, H, W] in [0, 1] -> an RGB PIL image (rounded, clamped)."""
-    if image.ndim == 4:
-        image = image[0]
-    array = (image.detach().float().clamp(0, 1) * 255).round().byte()
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
+    return to_pil(image[0] if image.ndim == 4 else image)
 
 
 def output_format(path: Path) -> str:

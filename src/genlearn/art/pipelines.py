@@ -7,15 +7,13 @@ files, progress bars or backbone choice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from genlearn import __version__
 from genlearn.art.deepdream import (
@@ -31,7 +29,7 @@ from genlearn.art.images import load_image, output_format, save_animation, save_
 from genlearn.art.style_transfer import StyleConfig, stylise
 from genlearn.backbones.catalog import Backbone, choose_backbone
 from genlearn.backbones.imagenet import imagenet_class, imagenet_classes
-from genlearn.data.progress import RateColumn
+from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError
 from genlearn.report.figures import save_side_by_side
 from genlearn.train.engine import pick_device
@@ -89,9 +87,9 @@ def dream_pipeline(
         raise ConfigError(f"--zoom-frames makes an animation: write it to a .gif, not {output}")
     if not frames:
         output_format(Path(output))
-    if weights is not None and backbone is None:
-        raise ConfigError("--weights needs --backbone NAME, to say which network the file is")
-    chosen, note = choose_backbone("dream", backbone)
+    if size is not None and size < 32:
+        raise ConfigError(f"--size must be at least 32 pixels, got {size}")
+    chosen, note = choose_backbone("dream", backbone, weights)
     config = DreamConfig(
         **{**(FROM_NOISE if from_noise else {}), "min_side": chosen.min_side, **(settings or {})}
     ).validate()
@@ -100,17 +98,16 @@ def dream_pipeline(
             f"tiles of {config.tile} px with {config.margin} px margins can be too small for "
             f"{chosen.name} (it needs {chosen.min_side} px): use a larger --tile or --tile-margin"
         )
+    class_index = _dream_class(class_name, chosen)
+    if guide is not None and class_index is not None:
+        raise ConfigError("--guide steers layers, --class a class: use one of them")
     console.print(note, style="dim", highlight=False)
     torch_device = pick_device(device)
     network = chosen.load(weights).to(torch_device)
     preprocess = chosen.preprocess
-
-    class_index = _dream_class(class_name, chosen)
     if layers is None and class_index is None:
         layers = ",".join(chosen.dream_layers)
     names, channels = parse_layers(layers, network) if layers else ((), ())
-    if size is not None and size < 32:
-        raise ConfigError(f"--size must be at least 32 pixels, got {size}")
     if from_noise:
         side = NOISE_SIZE if size is None else size
         start = noise_image(side, side, config.seed)
@@ -125,8 +122,6 @@ def dream_pipeline(
     start = start.to(torch_device)
     guide_maps = None
     if guide is not None:
-        if class_index is not None:
-            raise ConfigError("--guide steers layers, --class a class: use one of them")
         guide_image = load_image(guide, max(start.shape[-2:])).to(torch_device)
         guide_maps = guide_features(network, preprocess, guide_image, names)
     objective = Objective(names, channels, class_index, guide_maps)
@@ -148,19 +143,23 @@ def dream_pipeline(
     steps = config.octaves * config.steps
     if frames:
         parameters.update(zoom_frames=frames, zoom=zoom)
-        with _bar(f"dreaming {frames} frames", frames, "frames", show_progress) as advance:
+        with progress_bar(
+            f"dreaming {frames} frames", frames, show=show_progress, unit="frames"
+        ) as advance:
             sequence = zoom_frames(
                 network, preprocess, start, objective, frames, config, zoom,
-                on_frame=lambda _: advance(None),
+                on_frame=lambda _: advance(),
             )  # fmt: skip
-            advance(None)
+            advance()
         outputs = [save_animation([f.cpu() for f in sequence], output, parameters)]
         result = sequence[-1]
     else:
-        with _bar("dreaming", steps, "steps", show_progress) as advance:
+        with progress_bar(
+            "dreaming", steps, show=show_progress, unit="steps", with_info=True
+        ) as advance:
             result = dream(
                 network, preprocess, start, objective, config,
-                on_step=lambda _, value: advance(f"objective {value:.3g}"),
+                on_step=lambda _, value: advance(info=f"objective {value:.3g}"),
             )  # fmt: skip
         outputs = [save_image(result.cpu(), output, parameters)]
     figures = []
@@ -202,10 +201,8 @@ def style_pipeline(
     """Stylise `content` with `styles` and write `output` (and a side-by-side figure)."""
     output = Path(output)
     output_format(output)
-    if weights is not None and backbone is None:
-        raise ConfigError("--weights needs --backbone NAME, to say which network the file is")
     config = (config or StyleConfig()).validate()
-    chosen, note = choose_backbone("style", backbone)
+    chosen, note = choose_backbone("style", backbone, weights)
     console.print(note, style="dim", highlight=False)
     if config.style_weight is None:
         config = replace(config, style_weight=chosen.style_weight)
@@ -218,9 +215,11 @@ def style_pipeline(
 
     def report(count: int, terms: dict[str, float]) -> None:
         terms_line["text"] = "  ".join(f"{k} {v:.3g}" for k, v in terms.items())
-        advance(terms_line["text"])
+        advance(info=terms_line["text"])
 
-    with _bar("stylising", config.evaluations, "evals", show_progress) as advance:
+    with progress_bar(
+        "stylising", config.evaluations, show=show_progress, unit="evals", with_info=True
+    ) as advance:
         result = stylise(network, chosen.preprocess, content_image, style_images, config, report)
     parameters = {
         "verb": "style",
@@ -241,32 +240,3 @@ def style_pipeline(
         titles = ["content", *[f"style: {Path(p).stem}" for p in styles], "result"]
         figures.append(save_side_by_side(images, titles, figure))
     return ArtResult(outputs, note, figures)
-
-
-@contextmanager
-def _bar(
-    description: str, total: int, unit: str, show: bool
-) -> Iterator[Callable[[str | None], None]]:
-    """A progress bar with throughput and a free text field (objective, loss terms)."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        RateColumn(unit),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        # off when stderr is not a terminal: a log would collect half-drawn bars
-        disable=not show or not console.is_terminal,
-        refresh_per_second=4,
-    )
-    with progress:
-        task = progress.add_task(description, total=total, info="")
-
-        def advance(info: str | None) -> None:
-            if info is None:
-                progress.advance(task)
-            else:
-                progress.update(task, advance=1, info=info)
-
-        yield advance

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from genlearn.art.images import resize
 from genlearn.backbones.layers import NamedLayers
 from genlearn.errors import ConfigError
 
@@ -239,13 +239,13 @@ def stylise(
         content, styles = luminance_only(content, styles)
     sizes = scale_sizes(tuple(content.shape[-2:]), config.scales)
     budget = evaluation_budget(config.evaluations, len(sizes))
-    image = initial_image(_resize(content, sizes[0]), config.init, config.seed)
+    image = initial_image(resize(content, sizes[0]), config.init, config.seed)
     done = 0
     for size, evaluations in zip(sizes, budget, strict=True):
-        scaled_content = _resize(content, size)
+        scaled_content = resize(content, size)
         scaled_styles = [_resize_long_side(style, max(size)) for style in styles]
         targets = compute_targets(network, preprocess, scaled_content, scaled_styles, config)
-        image = _resize(image, size).clamp(0, 1)
+        image = resize(image, size).clamp(0, 1)
         image = optimise(
             network, preprocess, image, targets, config, evaluations, done, on_evaluation
         )
@@ -286,7 +286,7 @@ def optimise(
         clamped = x.clamp(0, 1)
         terms = loss_terms(network, preprocess, clamped, targets, config)
         terms["total"].backward()
-        x.grad = x.grad.contiguous()  # channels-last from the network; L-BFGS flattens it
+        x.grad = x.grad.contiguous()  # L-BFGS flattens with view(), whatever the layout
         count += 1
         values = {k: v.item() for k, v in terms.items()}
         if values["total"] < best[0]:
@@ -355,17 +355,8 @@ def luminance_only(content: Tensor, styles: Sequence[Tensor]) -> tuple[Tensor, l
 def with_colours_of(result: Tensor, content: Tensor) -> Tensor:
     """The result's luminance with the content's chrominance."""
     luminance = to_yiq(result)[:, :1]
-    chrominance = to_yiq(_resize(content, tuple(result.shape[-2:])))[:, 1:]
+    chrominance = to_yiq(resize(content, tuple(result.shape[-2:])))[:, 1:]
     return from_yiq(torch.cat([luminance, chrominance], 1)).clamp(0, 1)
-
-
-def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrinking = size[0] < image.shape[-2]
-    return F.interpolate(
-        image, size=size, mode="bilinear", align_corners=False, antialias=shrinking
-    )
 
 
 def _resize_long_side(image: Tensor, long_side: int) -> Tensor:
@@ -373,4 +364,4 @@ def _resize_long_side(image: Tensor, long_side: int) -> Tensor:
     more (a very wide painting is then a little larger than asked, not too small for VGG)."""
     height, width = image.shape[-2:]
     scale = max(long_side / max(height, width), MIN_SHORT_SIDE / min(height, width))
-    return _resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))
+    return resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))

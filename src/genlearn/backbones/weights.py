@@ -53,6 +53,18 @@ class WeightsSpec:
     description: str = ""
 
 
+def torchvision_weights(name: str, filename: str, description: str = "") -> WeightsSpec:
+    """A file of torchvision's model zoo: its URL, and the hash prefix its name carries."""
+    return WeightsSpec(
+        name=name,
+        filename=filename,
+        url=f"https://download.pytorch.org/models/{filename}",
+        sha256=None,
+        sha256_prefix=filename.rsplit("-", 1)[1].split(".")[0],
+        description=description,
+    )
+
+
 def weights_dir() -> Path | None:
     """The user's weights folder (`$GENLEARN_WEIGHTS`), or None when unset."""
     value = os.environ.get(WEIGHTS_ENV, "").strip()

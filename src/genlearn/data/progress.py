@@ -38,18 +38,28 @@ class RateColumn(ProgressColumn):
 
 @contextmanager
 def progress_bar(
-    description: str, total: int | None, *, show: bool = True, unit: str = "items"
-) -> Iterator[Callable[[int], None]]:
-    """Yield an `advance(n)` function; draw a transient bar on stderr when `show` is true."""
+    description: str,
+    total: int | None,
+    *,
+    show: bool = True,
+    unit: str = "items",
+    with_info: bool = False,
+) -> Iterator[Callable[..., None]]:
+    """Yield an `advance(n=1, info=None)` function; draw a transient bar on stderr when `show`.
+
+    `with_info` adds a free text column that `info` updates (e.g. an optimisation's loss
+    terms), and narrows the bar to leave it room."""
     if unit == "bytes":
         count_columns: tuple[ProgressColumn, ...] = (DownloadColumn(), TransferSpeedColumn())
     else:
         count_columns = (MofNCompleteColumn(), RateColumn(unit))
+    info_columns = (TextColumn("{task.fields[info]}"),) if with_info else ()
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20 if with_info else 40),
         *count_columns,
+        *info_columns,
         TimeRemainingColumn(),
         console=console,
         transient=True,
@@ -57,5 +67,12 @@ def progress_bar(
         disable=not show or not console.is_terminal,
     )
     with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+        task = progress.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, info: str | None = None) -> None:
+            if info is None:
+                progress.advance(task, n)
+            else:
+                progress.update(task, advance=n, info=info)
+
+        yield advance
