@@ -1,10 +1,10 @@
 """The tour, timed: `genlearn tour` start to finish, and are its samples recognisable digits?
 
 "Recognisable" is measured, not eyeballed alone: a classifier trained on the real digits
-(scikit-learn logistic regression on the same 16 px images) labels the VAE's and the DCGAN's
-samples, and
-the share it labels confidently (max probability >= 0.8) is compared with the same share
-on the real test digits (the peer) and on noise images of the same brightness (a floor).
+(scikit-learn logistic regression on the same 16 px images) labels the samples of the VAE, the
+DCGAN and the diffusion model (DDIM, 50 steps), and the share it labels confidently (max
+probability >= 0.8) is compared with the same share on the real test digits (the peer) and on
+noise images of the same brightness (a floor).
 
     python benchmarks/tour.py
 """
@@ -43,7 +43,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(done.stderr[-3000:])
-    runs = {p.name.split("-")[0]: p for p in work.iterdir() if p.is_dir()}
+    runs = {p.name.split("-")[0]: p for p in work.iterdir() if (p / "config.json").is_file()}
     train_seconds = {}
     for family, run in runs.items():
         log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -55,7 +55,7 @@ def main() -> None:
         flat(data.train_images), data.train_labels.numpy()
     )
     shares = {}
-    for family in ("vae", "dcgan"):
+    for family in ("vae", "dcgan", "ddpm"):
         model, _ = load_model(runs[family])
         with torch.no_grad():
             samples = model.eval().sample(1000, generator=torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ from genlearn.models.gan import (
     GAN,
     RECIPES,
     Discriminator,
-    ExponentialMovingAverage,
+    ExponentialMovingAverage,  # re-exported from genlearn.nn.ema
     GANConfig,
     bce_discriminator_loss,
     bce_generator_loss,

@@ -71,11 +71,18 @@ def datasets() -> None:
 # ---- training -------------------------------------------------------------------------------
 @app.command(no_args_is_help=True)
 def train(
-    model: Annotated[str, typer.Argument(help="Model family: vae, ae, dcgan, wgan or wgan-gp.")],
+    model: Annotated[
+        str, typer.Argument(help="Model family: vae, ae, dcgan, wgan, wgan-gp, ddpm or ldm.")
+    ],
     data: Annotated[
-        str,
-        typer.Option("--data", "-d", help="Dataset name (see `genlearn datasets`) or folder:PATH."),
-    ] = "digits",
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Dataset name (see `genlearn datasets`) or folder:PATH (default: digits; "
+            "ldm: its autoencoder's).",
+        ),
+    ] = None,
     latent_dim: Annotated[
         int | None,
         typer.Option("--latent-dim", help="Size of the latent space (default: vae/ae 2)."),
@@ -118,8 +125,46 @@ def train(
         int | None, typer.Option("--image-size", help="Resize images (digits: 8, 16 or 28).")
     ] = None,
     conditional: Annotated[
-        bool, typer.Option("--conditional", help="GANs: condition on the class labels.")
+        bool,
+        typer.Option("--conditional", help="GANs, ddpm, ldm: condition on the class labels."),
     ] = False,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text", help="ddpm: condition on the captions (shapes-captions), by cross-attention."
+        ),
+    ] = False,
+    autoencoder: Annotated[
+        Path | None,
+        typer.Option("--autoencoder", help="ldm: the vae or ae run whose latent space it learns."),
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="ddpm/ldm: cosine (default) or linear.")
+    ] = None,
+    prediction: Annotated[
+        str | None,
+        typer.Option("--prediction", help="ddpm/ldm: what the network predicts, epsilon or v."),
+    ] = None,
+    timesteps: Annotated[
+        int | None, typer.Option("--timesteps", help="ddpm/ldm: diffusion steps T (default 1000).")
+    ] = None,
+    base_channels: Annotated[
+        int | None,
+        typer.Option("--base-channels", help="ddpm: U-Net width at full resolution (default 16)."),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            "--guidance", help="ddpm/ldm: default guidance scale for sampling (default 3)."
+        ),
+    ] = None,
+    condition_dropout: Annotated[
+        float | None,
+        typer.Option(
+            "--condition-dropout",
+            help="ddpm/ldm: share of examples trained without their condition (default 0.1).",
+        ),
+    ] = None,
     conditioning: Annotated[
         str | None,
         typer.Option(
@@ -136,7 +181,10 @@ def train(
     ] = None,
     ema_decay: Annotated[
         float | None,
-        typer.Option("--ema-decay", help="GANs: moving average of G (default 0.999; 0: off)."),
+        typer.Option(
+            "--ema-decay",
+            help="GANs, ddpm, ldm: moving average of the weights (default 0.999; 0: off).",
+        ),
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
     grad_clip: Annotated[
@@ -185,17 +233,36 @@ def train(
         tensorboard=tensorboard,
         max_seconds=time_limit,
     )
+    diffusion = model in ("ddpm", "ldm")
+    if text and not diffusion:
+        raise ConfigError("--text applies to ddpm (text-to-image diffusion)")
+    if autoencoder is not None and model != "ldm":
+        raise ConfigError("--autoencoder applies to ldm (latent diffusion)")
+    if diffusion and conditioning:
+        raise ConfigError("--conditioning applies to GANs; diffusion models take --conditional")
+    if diffusion:
+        kind = "text" if text else "class" if conditional else None
+    else:
+        kind = conditioning or ("projection" if conditional else None)
     options = dict(
         latent_dim=latent_dim,
         arch=arch,
         likelihood=likelihood,
         binarize=binarize,
         beta=beta,
-        conditional=conditioning or ("projection" if conditional else None),
+        conditional=kind,
         loss=loss,
         n_critic=n_critic,
         ema_decay=ema_decay,
+        schedule=schedule,
+        prediction=prediction,
+        timesteps=timesteps,
+        base_channels=base_channels,
+        guidance=guidance,
+        condition_dropout=condition_dropout,
     )
+    if autoencoder is not None:
+        options["autoencoder_path"] = autoencoder
     if channels:
         options["conv_channels"] = _int_list(channels, "--channels")
     if hidden:
@@ -239,14 +306,56 @@ def sample(
     label: Annotated[
         int | None, typer.Option("--class", help="Conditional models: the class to draw.")
     ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="Text diffusion models: the caption to draw."),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option("--sampler", help="Diffusion: ddim (default) or ddpm (all T steps)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Diffusion: DDIM steps (default 50).")
+    ] = None,
+    eta: Annotated[
+        float, typer.Option("--eta", help="Diffusion: DDIM noise, 0 (deterministic) to 1.")
+    ] = 0.0,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            "--guidance",
+            help="Diffusion: classifier-free guidance scale (1: plain conditional; "
+            "default: the run's, 3).",
+        ),
+    ] = None,
+    trajectory: Annotated[
+        bool,
+        typer.Option(
+            "--trajectory", help="Diffusion: the denoising process of n samples, strip + GIF."
+        ),
+    ] = False,
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Draw samples from the model (z ~ N(0, I) through the decoder or generator) as a grid."""
+    """Draw samples from the model as a grid (z ~ N(0, I) through the decoder or generator;
+    a diffusion model's reverse process)."""
     from genlearn.workflows import sample_run
 
     _positive(n, "-n")
-    out.print(sample_run(run, n, seed=seed, output=output, label=label, device=device))
+    if steps is not None:
+        _positive(steps, "--steps")
+    diffusion = dict(
+        prompt=prompt,
+        sampler=sampler,
+        steps=steps,
+        eta=eta or None,
+        guidance=guidance,
+        trajectory_figure=trajectory,
+    )
+    for path in sample_run(
+        run, n, seed=seed, output=output, label=label, device=device, **diffusion
+    ):
+        out.print(path)
 
 
 @app.command()

@@ -3,8 +3,9 @@
 1. a VAE with a 2-D latent space, so its latent space can be drawn;
 2. a plain autoencoder with the same architecture, for comparison;
 3. a DCGAN, trained for a fixed minute: the two-player game, its training GIF;
-4. a report for each, and one that puts the two autoencoders side by side;
-5. running a network in reverse: a small DeepDream of a photo, and a small style transfer
+4. a small diffusion model, trained for half a minute: noise turned into digits step by step;
+5. a report for each, and one that puts the two autoencoders side by side;
+6. running a network in reverse: a small DeepDream of a photo, and a small style transfer
    of the photo in the manner of a painting (when VGG weights are here; the tour says how
    to get them otherwise).
 """
@@ -40,6 +41,9 @@ TOUR_TRAINING = TrainConfig(epochs=200, batch_size=64, lr=2e-3, eval_every_epoch
 # of them a digit classifier labels confidently, against 48% with the paper's 64 and 2e-4
 TOUR_GAN_SECONDS = 60.0
 TOUR_GAN_OPTIONS = dict(generator_width=32, critic_width=32)
+# diffusion learns slowly but steadily: half a minute on the 16 px digits (its snapshots and
+# figures with DDIM's few steps) shows the denoising at work
+TOUR_DIFFUSION_SECONDS = 30.0
 AUTOENCODER_OPTIONS = dict(latent_dim=2, conv_channels=TOUR_CHANNELS, train_config=TOUR_TRAINING)
 STEPS = [
     ("vae", "a variational autoencoder on the built-in digits", AUTOENCODER_OPTIONS),
@@ -57,6 +61,19 @@ STEPS = [
             ),
             **TOUR_GAN_OPTIONS,
         ),
+    ),
+    (
+        "ddpm",
+        f"a diffusion model: noise to digits, step by step, at most {TOUR_DIFFUSION_SECONDS:.0f} s",
+        dict(
+            train_config=get_family("ddpm").train_config(
+                epochs=60,
+                lr=2e-3,
+                warmup_steps=50,
+                eval_every_epochs=20,
+                max_seconds=TOUR_DIFFUSION_SECONDS,
+            ),
+        ),  # fmt: skip
     ),
 ]
 
@@ -82,7 +99,7 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
             runs_dir=runs_dir,
             **options,
         )
-    vae, ae, gan = runs["vae"], runs["ae"], runs["dcgan"]
+    vae, ae, gan, diffusion = runs["vae"], runs["ae"], runs["dcgan"], runs["ddpm"]
     comparison = write_comparison_report(
         [ae.path, vae.path], Path(runs_dir) / "tour-ae-vs-vae.html"
     )
@@ -95,6 +112,8 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     console.print(f"AE vs VAE:         {comparison}")
     console.print(f"DCGAN report:      {gan.path / 'report.html'}")
     console.print(f"DCGAN training:    {gan.figures_dir / 'training.gif'}")
+    console.print(f"Diffusion report:  {diffusion.path / 'report.html'}")
+    console.print(f"Denoising:         {diffusion.figures_dir / 'trajectory.gif'}")
     for label, path in art.items():
         console.print(f"{label + ':':<19}{path}")
     console.print(
@@ -102,7 +121,8 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
         f"--from 3 --to 17 --gif   |   genlearn neighbours {gan.path}"
     )
     return {
-        "vae": vae.path, "ae": ae.path, "dcgan": gan.path, "comparison": comparison, **art,
+        "vae": vae.path, "ae": ae.path, "dcgan": gan.path, "ddpm": diffusion.path,
+        "comparison": comparison, **art,
     }  # fmt: skip
 
 

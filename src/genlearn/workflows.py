@@ -25,6 +25,7 @@ from genlearn.data import ImageDataset, get_dataset
 from genlearn.data.progress import progress_bar
 from genlearn.errors import ConfigError, RunError
 from genlearn.explore import latent
+from genlearn.explore.diffusion import diffusion_figures, trajectory
 from genlearn.explore.generator import (
     SNAPSHOTS_PER_RUN,
     TrainingSnapshots,
@@ -39,6 +40,8 @@ from genlearn.metrics.likelihood import evaluate_likelihood
 from genlearn.metrics.quality import QualityReport, evaluate_samples
 from genlearn.models import build_model, get_family
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlearn.models.diffusion import DiffusionConfig, build_vocabulary, tokenize
+from genlearn.report.figures import save_image_grid
 from genlearn.report.html import write_report
 from genlearn.train.engine import TrainConfig, Trainer, pick_device
 from genlearn.train.runs import Run, load_tensors, model_state_from_checkpoint
@@ -97,6 +100,8 @@ def data_defaults(config_class: type, data: ImageDataset, options: dict[str, Any
             "likelihood": default_likelihood(data),
             "binarize": data.name.split(":")[0] == "mnist",
         }
+    if config_class is DiffusionConfig:
+        return diffusion_data_defaults(data, options.get("conditional", "none"))
     if options.get("conditional", "none") != "none":
         if not data.class_names:
             raise ConfigError(
@@ -107,9 +112,66 @@ def data_defaults(config_class: type, data: ImageDataset, options: dict[str, Any
     return {}
 
 
+def diffusion_data_defaults(data: ImageDataset, conditional: str) -> dict[str, Any]:
+    """A class-conditional diffusion model's classes, a text one's vocabulary."""
+    if conditional == "class":
+        if not data.class_names:
+            raise ConfigError(
+                f"{data.name} has no class labels to condition on: drop --conditional, or "
+                "use mnist, fashion-mnist or digits"
+            )
+        return {"num_classes": len(data.class_names)}
+    if conditional == "text":
+        if not data.train_captions:
+            raise ConfigError(
+                f"{data.name} has no captions to condition on: use --data shapes-captions"
+            )
+        longest = max(len(text.split()) for text in data.train_captions)
+        return {"vocabulary": build_vocabulary(data.train_captions), "max_tokens": longest}
+    return {}
+
+
+def training_labels(model: torch.nn.Module, data: ImageDataset, split: str) -> torch.Tensor | None:
+    """What the model is conditioned on while training: caption tokens for a text model,
+    class indices otherwise (None when there are none)."""
+    if getattr(model, "text_conditional", False):
+        captions = getattr(data, f"{split}_captions")
+        return tokenize(captions, model.config.vocabulary, model.config.max_tokens)
+    return class_labels(getattr(data, f"{split}_labels"))
+
+
+def autoencoder_for_latent_diffusion(
+    path: str | Path, data: str | None, image_size: int | None, options: dict[str, Any]
+) -> tuple[Autoencoder, str, int | None]:
+    """The trained autoencoder a latent diffusion model works on, and the dataset and image
+    size to use (its own unless given: another dataset must have the same image shape).
+    Fills `options`' autoencoder entries."""
+    autoencoder, run = load_model(path, device="cpu")
+    if not isinstance(autoencoder, Autoencoder):
+        raise ConfigError(
+            f"{run.path} is a {run_config(run)['family']} run: --autoencoder needs a vae or ae run"
+        )
+    options["autoencoder"] = asdict(autoencoder.config)
+    options["autoencoder_run"] = str(run.path.resolve())
+    trained_on = run_config(run)["data"]
+    if data is None:
+        data, image_size = trained_on["name"], image_size or trained_on.get("image_size")
+    return autoencoder, data, image_size or autoencoder.config.image_size
+
+
+def _check_same_images(autoencoder: Autoencoder, data: ImageDataset) -> None:
+    expected = autoencoder.image_shape
+    got = (data.channels, data.image_size, data.image_size)
+    if tuple(expected) != got:
+        raise ConfigError(
+            f"the autoencoder was trained on {'x'.join(map(str, expected))} images, {data.name} "
+            f"has {'x'.join(map(str, got))}: use the autoencoder's dataset (or --image-size)"
+        )
+
+
 def train(
     family: str,
-    data: str = "digits",
+    data: str | None = "digits",
     *,
     image_size: int | None = None,
     train_config: TrainConfig | None = None,
@@ -133,11 +195,27 @@ def train(
         dataset = load_data(config["data"]["name"], config["data"].get("image_size"))
     else:
         train_config = train_config or get_family(family).train_config()
-        dataset = load_data(data, image_size)
+        autoencoder = None
+        if family == "ldm":
+            path = model_options.pop("autoencoder_path", None)
+            if path is None:
+                raise ConfigError(
+                    "latent diffusion needs a trained autoencoder: genlearn train ldm "
+                    "--autoencoder runs/<vae-run>"
+                )
+            autoencoder, data, image_size = autoencoder_for_latent_diffusion(
+                path, data, image_size, model_options
+            )
+        dataset = load_data(data or "digits", image_size)
+        if autoencoder is not None:
+            _check_same_images(autoencoder, dataset)
         config = _new_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed
     # the model is built before the run directory exists, so a bad option leaves nothing behind
     model = build_model(family, config["model"])
+    if resume is None and family == "ldm":
+        model.autoencoder.load_state_dict(autoencoder.state_dict())
+        model.fit_latent_statistics(dataset.train_images)
     if resume is None:
         run = create_shared_run(runs_dir, family, dataset.name.split(":")[0], device)
         if PartialState().is_main_process:  # the state made in create_shared_run
@@ -175,8 +253,8 @@ def train(
         trainer.fit(
             dataset.train_images,
             dataset.test_images,
-            train_labels=class_labels(dataset.train_labels),
-            test_labels=class_labels(dataset.test_labels),
+            train_labels=training_labels(model, dataset, "train"),
+            test_labels=training_labels(model, dataset, "test"),
             resume=resume is not None,
             on_step=on_step,
         )
@@ -302,6 +380,10 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, ImageD
 def make_figures(run: Run, model: torch.nn.Module, data: ImageDataset, seed: int = 0) -> list[Path]:
     """Every figure of a run, into run/figures/ (names the report knows): the latent tools
     for an autoencoder, samples and latent walks for a generator without an encoder."""
+    if hasattr(model, "sample_shape"):  # a diffusion model
+        paths = diffusion_figures(model, run.figures_dir, seed=seed, prompts=figure_prompts(data))
+        console.print(f"{len(paths)} figures written to {run.figures_dir}")
+        return paths
     if not hasattr(model, "encode"):
         paths = generator_figures(model, run.figures_dir, seed=seed)
         console.print(f"{len(paths)} figures written to {run.figures_dir}")
@@ -317,6 +399,22 @@ def make_figures(run: Run, model: torch.nn.Module, data: ImageDataset, seed: int
     )
     console.print(f"{len(paths)} figures written to {run.figures_dir}")
     return paths
+
+
+def figure_prompts(data: ImageDataset, count: int = 8) -> list[tuple[str, bool]] | None:
+    """Prompts for a text model's figures, each with whether it combines a colour and a
+    shape never seen together in training: half from the test split, half held out."""
+    if not data.test_captions:
+        return None
+    if data.name == "shapes-captions":
+        from genlearn.data.shapes_captions import load_shapes_captions
+
+        held_out = load_shapes_captions(data.image_size)["held_out"].captions
+        half = count // 2
+        return [(c, False) for c in data.test_captions[:half]] + [
+            (c, True) for c in held_out[: count - half]
+        ]
+    return [(c, False) for c in data.test_captions[:count]]
 
 
 def evaluate_run(
@@ -353,6 +451,9 @@ def evaluate_run(
             show_progress=show_progress,
         )
         results.update({f"test_{k}": v for k, v in report.as_dict().items()})
+    if hasattr(model, "bits_per_dim") and model.config.space == "pixels":
+        images = data.test_images[: num_images or BOUND_IMAGES]
+        results.update(diffusion_bound(model, images, seed=seed, show_progress=show_progress))
     if num_samples > 0:
         quality = _sample_quality(
             model,
@@ -370,6 +471,38 @@ def evaluate_run(
     run.write_evaluation(results)
     write_report(run.path)
     return results
+
+
+BOUND_IMAGES = 1000  # test images for a diffusion model's bound (each costs 20 network calls)
+
+
+@torch.no_grad()
+def diffusion_bound(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    timesteps_per_image: int = 20,
+    seed: int = 0,
+    batch_size: int = 250,
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """The variational bound in bits per dimension on uint8 `images`, with its standard error
+    over images (the estimate of each image's bound is unbiased; see negative_elbo)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    values = []
+    with progress_bar("bits/dim bound", len(images), show=show_progress, unit="images") as advance:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device).float() / 255
+            bits = model.bits_per_dim(batch, generator, timesteps_per_image=timesteps_per_image)
+            values.append(bits.double().cpu())
+            advance(len(batch))
+    bits = torch.cat(values)
+    return {
+        "test_bits_per_dim": round(float(bits.mean()), 4),
+        "test_bits_per_dim_stderr": round(float(bits.std() / len(bits) ** 0.5), 4),
+        "test_bits_per_dim_images": len(bits),
+    }
 
 
 def _sample_quality(
@@ -491,9 +624,78 @@ def sample_run(
     output: Path | None = None,
     label: int | None = None,
     device: str = "auto",
-) -> Path:
-    """A grid of n images from z ~ N(0, I) (of class `label`, for a conditional model)."""
+    **diffusion_options: Any,
+) -> list[Path]:
+    """A grid of n images from z ~ N(0, I) (of class `label`, for a conditional model).
+
+    A diffusion model also takes `prompt`, `sampler`, `steps`, `eta`, `guidance` and
+    `trajectory` (see `diffusion_sample_run`)."""
     model, run = load_model(path, device)
+    if hasattr(model, "sample_shape"):
+        return diffusion_sample_run(model, run, n, seed, output, label, **diffusion_options)
+    given = [k for k, v in diffusion_options.items() if v not in (None, False)]
+    if given:
+        options = ", ".join("--" + k.removesuffix("_figure") for k in given)
+        raise ConfigError(f"{options} apply to diffusion models (ddpm, ldm), not to this run")
+    return [_sample_plain(model, run, n, seed, output, label)]
+
+
+def diffusion_sample_run(
+    model: torch.nn.Module,
+    run: Run,
+    n: int,
+    seed: int,
+    output: Path | None,
+    label: int | None,
+    *,
+    prompt: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    guidance: float | None = None,
+    trajectory_figure: bool = False,
+) -> list[Path]:
+    """n samples of a diffusion model as a grid, or with `trajectory_figure` the reverse
+    process of n samples as a strip and a GIF. The sampler is chosen here, not in training."""
+    if sampler == "ddpm" and steps is not None and steps != model.schedule.steps:
+        raise ConfigError(
+            f"DDPM always takes all {model.schedule.steps} steps: drop --steps, or use "
+            "--sampler ddim for fewer"
+        )
+    labels = None if label is None else torch.tensor([label])
+    prompts = None if prompt is None else [prompt]
+    model.conditions(1, labels, prompts)  # a bad class or prompt fails before any sampling
+    name = sampler or model.config.sampler
+    parts = [name] + ([f"{steps}steps"] if steps else [])
+    parts += [f"class{label}"] if label is not None else []
+    parts += [re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60]] if prompt else []
+    if guidance is not None:
+        parts.append(f"w{guidance:g}")
+    stem = "-".join([f"samples-seed{seed}-n{n}", *parts])
+    if trajectory_figure:
+        target = output or run.figures_dir / stem.replace("samples", "trajectory", 1)
+        return trajectory(
+            model, Path(target), n=n, seed=seed, sampler=sampler, steps=steps,
+            labels=labels, prompts=prompts, guidance=guidance,
+        )  # fmt: skip
+    target = output or run.figures_dir / f"{stem}.png"
+    generator = torch.Generator().manual_seed(seed)
+    images = model.sample(
+        n, generator, labels, prompts, sampler=sampler, steps=steps, eta=eta or 0.0,
+        guidance=guidance,
+    )  # fmt: skip
+    what = f' for "{prompt}"' if prompt else f" of class {label}" if label is not None else ""
+    how = f"{name.upper()}" + (f", {steps} steps" if steps and name == "ddim" else "")
+    conditioned = model.config.conditional != "none" and (prompt or label is not None)
+    scale = model.config.guidance if guidance is None else guidance
+    guided = f", classifier-free guidance {scale:g}" if conditioned else ""
+    caption = f"{n} samples{what} ({how}{guided}; seed {seed})."
+    return [save_image_grid(images.cpu(), Path(target), caption=caption)]
+
+
+def _sample_plain(
+    model: torch.nn.Module, run: Run, n: int, seed: int, output: Path | None, label: int | None
+) -> Path:
     suffix = "" if label is None else f"-class{label}"
     target = output or run.figures_dir / f"samples-seed{seed}-n{n}{suffix}.png"
     if not hasattr(model, "encode"):  # a generator: conditional models take a class
@@ -519,9 +721,23 @@ def _check_class(model: torch.nn.Module, label: int | None) -> None:
         raise ConfigError(f"--class {label} is not a class of this model: use 0 to {classes - 1}")
 
 
+def _autoencoder_run(
+    path: str | Path, device: str, verb: str
+) -> tuple[Autoencoder, ImageDataset, Run]:
+    """load_run for the verbs that need an encoder; any other model is a one-line error."""
+    model, data, run = load_run(path, device)
+    if not isinstance(model, Autoencoder):
+        family = run_config(run)["family"]
+        raise ConfigError(
+            f"{verb} needs an encoder (a vae or ae run); {run.path} is a {family} run: try "
+            f"genlearn sample or genlearn interpolate"
+        )
+    return model, data, run
+
+
 def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> Path:
     """The first n test images over their reconstructions."""
-    model, data, run = load_run(path, device)
+    model, data, run = _autoencoder_run(path, device, "reconstruct")
     return latent.reconstructions(
         model, data.test_images[:n], run.figures_dir / "reconstructions.png", n=n
     )
@@ -529,7 +745,7 @@ def reconstruct_run(path: str | Path, n: int = 16, *, device: str = "auto") -> P
 
 def latent_map_run(path: str | Path, *, grid: int = 20, device: str = "auto") -> list[Path]:
     """The test set in latent space coloured by label, and the decoded latent grid."""
-    model, data, run = load_run(path, device)
+    model, data, run = _autoencoder_run(path, device, "latent-map")
     scatter = latent.latent_scatter(
         model,
         data.test_images,
@@ -607,7 +823,7 @@ def attribute_run(
     """
     if not indices or not strengths:
         raise ConfigError("give at least one test image (--images) and one strength (--strengths)")
-    model, data, run = load_run(path, device)
+    model, data, run = _autoencoder_run(path, device, "attribute")
     if data.train_labels is None:
         raise ConfigError(f"dataset {data.name} has no labels, so it has no attributes to add")
     for index in indices:

@@ -20,7 +20,8 @@ class ImageDataset:
     """Square images with an optional label per image.
 
     `train_labels`/`test_labels` are either int64 class indices ([N], with `class_names`)
-    or float32 attributes ([N, K], with `attribute_names`), never both.
+    or float32 attributes ([N, K], with `attribute_names`), never both. A captioned dataset
+    also carries one English caption per image (`train_captions`/`test_captions`).
     """
 
     name: str
@@ -31,6 +32,8 @@ class ImageDataset:
     class_names: list[str] | None
     attribute_names: list[str] | None
     source: str
+    train_captions: list[str] | None = None
+    test_captions: list[str] | None = None
 
     def __post_init__(self) -> None:
         # Loaders are written by several people; checking the contract here turns a subtle
@@ -48,6 +51,11 @@ class ImageDataset:
             if labels is not None and labels.shape[0] != images.shape[0]:
                 raise ValueError(
                     f"{split}_labels has {labels.shape[0]} rows for {images.shape[0]} images"
+                )
+            captions = getattr(self, f"{split}_captions")
+            if captions is not None and len(captions) != images.shape[0]:
+                raise ValueError(
+                    f"{split}_captions has {len(captions)} captions for {images.shape[0]} images"
                 )
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ValueError("train and test images must have the same [C, H, W]")
@@ -93,6 +101,8 @@ class PointDataset:
     train_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
     source: str
+    train_captions: list[str] | None = None
+    test_captions: list[str] | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):

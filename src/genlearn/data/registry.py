@@ -18,6 +18,7 @@ from genlearn.data.digits import load_digits
 from genlearn.data.folder import load_folder
 from genlearn.data.mnist import FASHION_MNIST, MNIST, idx_status, load_idx_set
 from genlearn.data.olivetti import load_olivetti, olivetti_status
+from genlearn.data.shapes_captions import load_shapes_captions_dataset
 from genlearn.data.toy2d import VARIANTS, load_toy2d
 from genlearn.errors import ConfigError, DataError
 
@@ -99,6 +100,17 @@ register(
         "embedded",
         "procedural shaded cans, grey 32 px; labels: height and width",
         load_cylinders,
+        _embedded,
+        IMAGE_OPTIONS,
+    )
+)
+register(
+    DatasetSpec(
+        "shapes-captions",
+        "embedded",
+        "two coloured shapes per RGB 32 px picture, with English captions; 8,000 + 1,000, "
+        "and 1,000 of colour-shape pairs never trained on",
+        load_shapes_captions_dataset,
         _embedded,
         IMAGE_OPTIONS,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genlearn.data.containers import ImageDataset
 from genlearn.errors import ConfigError
 
 SIZES = ("small", "large")
@@ -183,3 +184,54 @@ def _signed_distance(shape: str, dx: np.ndarray, dy: np.ndarray, radius: np.ndar
     base = dy - radius * 0.7
     slant = 0.866 * np.abs(dx) - 0.5 * dy - radius * 0.7
     return np.maximum(base, slant)
+
+
+def load_shapes_captions_dataset(image_size: int | None = None) -> ImageDataset:
+    """The registry's view: train and test splits with their captions (the held-out
+    combinations stay in `load_shapes_captions()["held_out"]`, for measuring)."""
+    splits = load_shapes_captions(image_size)
+    return ImageDataset(
+        name="shapes-captions",
+        train_images=splits["train"].images,
+        test_images=splits["test"].images,
+        train_labels=None,
+        test_labels=None,
+        class_names=None,
+        attribute_names=None,
+        source="embedded: procedural coloured shapes with captions (genlearn; public domain)",
+        train_captions=splits["train"].captions,
+        test_captions=splits["test"].captions,
+    )
+
+
+def random_pictures(count: int, seed: int, image_size: int | None = None) -> CaptionedImages:
+    """`count` fresh pictures of any combination, held-out pairs included: material for a
+    judge that checks whether a picture matches its caption (never for the model)."""
+    rng = np.random.default_rng(seed)
+    return _render_split(_random_factors(rng, count), image_size or DEFAULT_SIZE, rng)
+
+
+def canonical_factors(factors: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """[N, 7] caption factors -> [N, 7] order-free ones: (orientation, then size, colour,
+    shape of the left or upper object, then of the other). "a red circle left of a blue
+    square" and "a blue square right of a red circle" describe one picture and map to one row.
+    Orientation 0 is side by side, 1 is one above the other."""
+    f = torch.as_tensor(np.asarray(factors), dtype=torch.long).reshape(-1, 7)
+    relation = f[:, 3]
+    first_leads = (relation == RELATIONS.index("left of")) | (relation == RELATIONS.index("above"))
+    first, second = f[:, 0:3], f[:, 4:7]
+    lead = torch.where(first_leads[:, None], first, second)
+    other = torch.where(first_leads[:, None], second, first)
+    orientation = (relation >= RELATIONS.index("above")).long()
+    return torch.cat([orientation[:, None], lead, other], dim=1)
+
+
+CANONICAL_CLASSES = (
+    2,
+    len(SIZES),
+    len(COLOURS),
+    len(SHAPES),
+    len(SIZES),
+    len(COLOURS),
+    len(SHAPES),
+)

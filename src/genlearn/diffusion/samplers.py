@@ -129,8 +129,8 @@ class DDIMSampler(Sampler):
             raise ConfigError(f"--eta must be 0 or more, got {self.eta}")
 
     def timesteps(self) -> list[int]:
-        """Evenly spaced from T-1 down, always ending at 0 (the "trailing" spacing that
-        visits the noisiest step, Lin et al. 2024)."""
+        """Evenly spaced from T-1 down to 0, both ends included (the "linspace" spacing of
+        Lin et al. 2024, which visits the noisiest step); one step visits T-1 alone."""
         total = self.schedule.steps
         spaced = torch.linspace(total - 1, 0, self.num_steps).round().long().tolist()
         return list(dict.fromkeys(spaced))

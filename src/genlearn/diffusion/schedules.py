@@ -36,7 +36,8 @@ class NoiseSchedule:
         """Ho et al. section 4: betas rising linearly from 1e-4 to 0.02 over T = 1000 steps
         (scaled so other T keep the same total noise, as Nichol & Dhariwal do)."""
         scale = 1000 / steps
-        return cls(torch.linspace(scale * beta_start, scale * beta_end, steps, dtype=torch.float64))
+        betas = torch.linspace(scale * beta_start, scale * beta_end, steps, dtype=torch.float64)
+        return cls(betas.clamp(max=0.999))  # below T = 20 the scaled betas would reach 1
 
     @classmethod
     def cosine(cls, steps: int = 1000, offset: float = 0.008, max_beta: float = 0.999):

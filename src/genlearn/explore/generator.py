@@ -170,7 +170,9 @@ class TrainingSnapshots:
         classes = _class_count(model)
         labels = torch.arange(64) % classes if classes else None
         was_training = model.training
-        images = model.generate(z, labels).cpu()
+        # a model may draw its snapshots more cheaply than its final samples (a diffusion
+        # model: DDIM with few steps)
+        images = getattr(model, "preview", model.generate)(z, labels).cpu()
         model.train(was_training)
         spread = diversity(images)
         caption = f"step {step}: diversity {spread:.3f} (real images {self.real_diversity:.3f})"

@@ -9,6 +9,7 @@ from torch import nn
 
 from genlearn.errors import ConfigError
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlearn.models.diffusion import DiffusionConfig, DiffusionModel, LatentDiffusion
 from genlearn.models.gan import GAN, RECIPES, GANConfig
 from genlearn.train.engine import TrainConfig
 
@@ -61,6 +62,31 @@ FAMILIES.update(
         "wgan": _gan_family("wgan", "Wasserstein GAN with weight clipping (Arjovsky et al. 2017)"),
         "wgan-gp": _gan_family(
             "wgan-gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)"
+        ),
+    }
+)
+
+
+# Diffusion: batch 64 (more updates per CPU minute than 128, for the same images per second
+# to within 20%), a short warm-up, gradients clipped at 1 (Ho et al. clip at 1 too)
+DIFFUSION_TRAINING = {"lr": 1e-3, "batch_size": 64, "warmup_steps": 200, "grad_clip": 1.0}
+FAMILIES.update(
+    {
+        "ddpm": Family(
+            "ddpm",
+            "denoising diffusion in pixel space (Ho et al. 2020), DDPM/DDIM sampling",
+            DiffusionConfig,
+            DiffusionModel,
+            {"space": "pixels"},
+            DIFFUSION_TRAINING,
+        ),
+        "ldm": Family(
+            "ldm",
+            "latent diffusion on a trained autoencoder's codes (Rombach et al. 2022)",
+            DiffusionConfig,
+            LatentDiffusion,
+            {"space": "latent"},
+            DIFFUSION_TRAINING,
         ),
     }
 )

@@ -40,6 +40,7 @@ IMAGE_TYPES = {
 FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
     ("Training", ("loss",)),
     ("Samples", ("sample",)),
+    ("Denoising, step by step", ("trajectory",)),
     ("Reconstructions", ("recon",)),
     ("Latent scatter", ("scatter",)),
     ("Latent grid", ("grid",)),
@@ -66,7 +67,8 @@ FAMILY_NAMES = {
     "dcgan": "DCGAN",
     "wgan": "Wasserstein GAN",
     "wgan-gp": "Wasserstein GAN with gradient penalty",
-    "diffusion": "Diffusion model",
+    "ddpm": "Denoising diffusion model",
+    "ldm": "Latent diffusion model",
 }
 FAMILY_TEXT = {
     "vae": (
@@ -102,6 +104,21 @@ FAMILY_TEXT.update(
 )
 
 
+_DIFFUSION_TEXT = (
+    "A network learns to find the noise mixed into {space} at every noise level (Ho et al. "
+    "2020); sampling runs the noising backwards from pure noise, with DDPM's 1000 random "
+    "steps or DDIM's few deterministic ones (Song et al. 2021). The loss is the mean squared "
+    "error of that guess: it falls fast and then slowly, while the samples keep improving."
+)
+FAMILY_TEXT.update(
+    {
+        "ddpm": _DIFFUSION_TEXT.format(space="the images"),
+        "ldm": _DIFFUSION_TEXT.format(space="a trained autoencoder's codes")
+        + " Each sample is decoded to pixels by the autoencoder (Rombach et al. 2022).",
+    }
+)
+
+
 class MetricInfo(NamedTuple):
     label: str
     hint: str = ""  # "higher is better" / "lower is better", or "" where neither applies
@@ -127,6 +144,8 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "test_iwae_k": MetricInfo("IWAE importance samples k", unit="samples/image"),
     "test_binarized": MetricInfo("Test images binarised"),
     "test_bits_per_dim": MetricInfo("Test negative log-likelihood in bits per dimension", LOWER),
+    "test_bits_per_dim_stderr": MetricInfo("Test bits per dimension, standard error"),
+    "test_bits_per_dim_images": MetricInfo("Test images in the bound", unit="images"),
     "last_test_loss_nats": MetricInfo("Test loss, last epoch of training", LOWER),
     "last_test_recon_nats": MetricInfo("Test reconstruction term, last epoch", LOWER),
     "last_test_kl_nats": MetricInfo("Test KL term, last epoch"),

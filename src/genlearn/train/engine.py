@@ -226,6 +226,11 @@ class Trainer:
         self.steps_per_epoch = 0
         self._out_of_time = False  # max_seconds of training reached: finish as if done
         self._tensorboard = None
+        # a conditional model is given its labels (a GAN through its own step); one may want a call after each
+        # update (a diffusion model moves its moving average)
+        unwrapped = self.unwrapped_model
+        self._uses_labels = self.custom_step or bool(getattr(unwrapped, "uses_labels", False))
+        self._after_step = getattr(unwrapped, "after_optimizer_step", None)
 
     # ---- public ----------------------------------------------------------------------------
     def fit(
@@ -253,8 +258,9 @@ class Trainer:
         total_steps = self.steps_per_epoch * self.config.epochs
         if resume:
             self.load_checkpoint()
-            # a run that stopped on its time limit has nothing left to train
-            self._out_of_time = 0 < self.config.max_seconds <= self.train_seconds
+        # a run that stopped on its time limit has nothing left to train; raising
+        # config.max_seconds and calling fit again trains on (the benchmarks do, in slices)
+        self._out_of_time = 0 < self.config.max_seconds <= self.train_seconds
         train_images = train_images.to(self.device)
         self._train_labels = None if train_labels is None else train_labels.to(self.device)
         last: dict[str, float] = {}
@@ -308,7 +314,7 @@ class Trainer:
         for start in range(0, len(images), batch_size):
             batch = as_float_images(images[start : start + batch_size].to(self.device))
             extra = {}
-            if self.custom_step and labels is not None:
+            if self._uses_labels and labels is not None:
                 extra["labels"] = labels[start : start + batch_size].to(self.device)
             with self.accelerator.autocast():
                 out = model(batch, generator=generator, **extra)
@@ -409,13 +415,16 @@ class Trainer:
                 )
             return {key: value.detach() for key, value in out.items()}
         optimizer = self.optimizers["optimizer"]
+        extra = {"labels": labels} if self._uses_labels else {}
         with self.accelerator.autocast():
-            out = self.model(batch, generator=generator)
+            out = self.model(batch, generator=generator, **extra)
         optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(out["loss"])
         if self.config.grad_clip > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         optimizer.step()
+        if self._after_step is not None:  # e.g. a moving average of the weights
+            self._after_step()
         return {key: value.detach() for key, value in out.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------
