@@ -122,7 +122,7 @@ def test_canonical_factors_read_both_phrasings_of_a_picture_alike():
 def test_the_bound_of_a_perfect_denoiser_is_the_prior_term_plus_the_decoder_term():
     """With draws = T every timestep is visited once, so the estimate is the exact sum; a
     network that always finds the true x_0 makes every KL term vanish."""
-    model = tiny(ema_decay=0.0)
+    model = tiny(ema_decay=0.0, prediction="epsilon")
     images = torch.randint(0, 256, (3, 1, 8, 8)).float() / 255
     x0 = images * 2 - 1
     schedule = model.schedule

@@ -143,7 +143,9 @@ def train(
     ] = None,
     prediction: Annotated[
         str | None,
-        typer.Option("--prediction", help="ddpm/ldm: what the network predicts, epsilon or v."),
+        typer.Option(
+            "--prediction", help="ddpm/ldm: what the network predicts, v (default) or epsilon."
+        ),
     ] = None,
     timesteps: Annotated[
         int | None, typer.Option("--timesteps", help="ddpm/ldm: diffusion steps T (default 1000).")
