@@ -41,7 +41,7 @@ from genlearn.models import build_model, get_family
 from genlearn.report.figures import save_image_grid
 from genlearn.train.engine import Trainer
 from genlearn.train.runs import Run
-from genlearn.workflows import _new_config, model_config_for
+from genlearn.workflows import new_run_config
 
 BATCH, LR, WARMUP, EMA_DECAY = 64, 1e-3, 200, 0.999
 
@@ -137,15 +137,16 @@ class GenlearnContestant:
     """`genlearn train ddpm --data mnist` with a constant rate after the warm-up, in slices."""
 
     def __init__(self, mnist, folder: Path, seed: int = 0):
-        torch.manual_seed(seed)
         self.images = mnist.train_images
-        self.model = build_model("ddpm", model_config_for("ddpm", mnist))
         config = get_family("ddpm").train_config(
             epochs=1000, lr=LR, batch_size=BATCH, warmup_steps=WARMUP, lr_schedule="constant"
         )
+        run_config = new_run_config("ddpm", mnist, config, seed, "cpu", {})
+        torch.manual_seed(seed)
+        self.model = build_model("ddpm", run_config["model"])
         run = Run.create(folder, "ddpm", "mnist")
         # a complete run directory: `genlearn sample/evaluate RUN` work on it afterwards
-        run.write_config(_new_config("ddpm", mnist, config, seed, "cpu", {}))
+        run.write_config(run_config)
         self.trainer = Trainer(
             self.model, run, config, seed=seed, device="cpu", show_progress=False
         )

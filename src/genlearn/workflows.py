@@ -209,7 +209,7 @@ def train(
         dataset = load_data(data or "digits", image_size)
         if autoencoder is not None:
             _check_same_images(autoencoder, dataset)
-        config = _new_config(family, dataset, train_config, seed, device, model_options)
+        config = new_run_config(family, dataset, train_config, seed, device, model_options)
     torch.manual_seed(seed)  # the initial weights follow --seed
     # the model is built before the run directory exists, so a bad option leaves nothing behind
     model = build_model(family, config["model"])
@@ -289,7 +289,7 @@ def _resumed_config(path: str | Path, family: str | None) -> tuple[Run, dict[str
     return run, config
 
 
-def _new_config(
+def new_run_config(
     family: str,
     dataset: ImageDataset,
     train_config: TrainConfig,
@@ -672,18 +672,20 @@ def diffusion_sample_run(
     if guidance is not None:
         parts.append(f"w{guidance:g}")
     stem = "-".join([f"samples-seed{seed}-n{n}", *parts])
-    if trajectory_figure:
-        target = output or run.figures_dir / stem.replace("samples", "trajectory", 1)
-        return trajectory(
-            model, Path(target), n=n, seed=seed, sampler=sampler, steps=steps,
-            labels=labels, prompts=prompts, guidance=guidance,
+    total = len(model.make_sampler(sampler, steps).timesteps())  # DDPM: 1000 network calls
+    with progress_bar("denoising", total, unit="steps") as advance:
+        if trajectory_figure:
+            target = output or run.figures_dir / stem.replace("samples", "trajectory", 1)
+            return trajectory(
+                model, Path(target), n=n, seed=seed, sampler=sampler, steps=steps,
+                labels=labels, prompts=prompts, guidance=guidance, on_step=advance,
+            )  # fmt: skip
+        target = output or run.figures_dir / f"{stem}.png"
+        generator = torch.Generator().manual_seed(seed)
+        images = model.sample(
+            n, generator, labels, prompts, sampler=sampler, steps=steps, eta=eta or 0.0,
+            guidance=guidance, on_step=lambda *_: advance(),
         )  # fmt: skip
-    target = output or run.figures_dir / f"{stem}.png"
-    generator = torch.Generator().manual_seed(seed)
-    images = model.sample(
-        n, generator, labels, prompts, sampler=sampler, steps=steps, eta=eta or 0.0,
-        guidance=guidance,
-    )  # fmt: skip
     what = f' for "{prompt}"' if prompt else f" of class {label}" if label is not None else ""
     how = f"{name.upper()}" + (f", {steps} steps" if steps and name == "ddim" else "")
     conditioned = model.config.conditional != "none" and (prompt or label is not None)

@@ -105,7 +105,7 @@ class DDPMSampler(Sampler):
         mean, variance = self.schedule.posterior(x0, xt, steps)
         if t == 0:
             return mean  # the last step adds no noise (beta_tilde_1 = 0)
-        noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+        noise = fresh_noise(xt, generator)
         return mean + variance.sqrt() * noise
 
 
@@ -143,9 +143,17 @@ class DDIMSampler(Sampler):
         direction = max(0.0, 1 - alpha_bar_prev - sigma**2) ** 0.5
         x_prev = alpha_bar_prev**0.5 * x0 + direction * eps
         if sigma > 0:
-            noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+            noise = fresh_noise(xt, generator)
             x_prev = x_prev + sigma * noise
         return x_prev
+
+
+def fresh_noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """N(0, I) shaped like `like`, drawn where the generator lives (a seeded CPU generator
+    gives the same samples on any device), then moved to `like`'s device."""
+    device = generator.device if generator is not None else like.device
+    noise = torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype)
+    return noise.to(like.device)
 
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:

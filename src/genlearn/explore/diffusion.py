@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ def trajectory(
     labels: Tensor | None = None,
     prompts: list[str] | None = None,
     guidance: float | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> list[Path]:
     """x_t along the reverse process for n samples: a PNG (rows: samples; columns: steps,
     then the x_0 estimates at the same steps) and a GIF of at most `GIF_FRAMES` steps.
@@ -54,6 +56,8 @@ def trajectory(
     frames: list[tuple[int, Tensor]] = []
 
     def record(t: int, xt: Tensor, x0_estimate: Tensor) -> None:
+        if on_step is not None:  # e.g. a progress bar
+            on_step()
         if t in columns_at or t in frames_at:
             noisy = model.to_images(xt).cpu()
             if t in columns_at:

@@ -488,9 +488,8 @@ class DiffusionModel(nn.Module):
         noise = noise.to(device)
         condition = self.conditions(n, labels, prompts)
         chosen = self.make_sampler(sampler, steps, eta)
-        noise_source = generator if generator is None or generator.device == device else None
         x0 = chosen.sample(
-            self.denoiser(n, condition, guidance, use_ema), noise, noise_source, on_step
+            self.denoiser(n, condition, guidance, use_ema), noise, generator, on_step
         )
         return self.to_images(x0)
 
