@@ -1,7 +1,7 @@
 """Diffusion on MNIST for the same training time: genlearn's DDPM against Hugging Face diffusers.
 
-- `genlearn`: the `ddpm` family's defaults (U-Net 16-32-64 channels, 531,505 parameters,
-  cosine schedule, epsilon prediction), trained by genlearn's engine.
+- `genlearn`: the `ddpm` family's defaults (U-Net 16-32-64 channels, 554,385 parameters,
+  cosine schedule, v prediction, scale-shift time conditioning), trained by genlearn's engine.
 - `diffusers`: its `UNet2DModel` sized to within 10% of genlearn's parameter count (16-32-56
   channels, one ResNet layer per block, attention at 7x7: 562,729 parameters) with its
   `DDPMScheduler` (1000 steps, its default linear schedule) and its `EMAModel`, in the
