@@ -72,7 +72,8 @@ def datasets() -> None:
 @app.command(no_args_is_help=True)
 def train(
     model: Annotated[
-        str, typer.Argument(help="Model family: vae, ae, dcgan, wgan, wgan-gp, ddpm or ldm.")
+        str,
+        typer.Argument(help="Model family: vae, ae, dcgan, wgan, wgan-gp, ddpm, ldm or gpt."),
     ],
     data: Annotated[
         str | None,
@@ -80,7 +81,7 @@ def train(
             "--data",
             "-d",
             help="Dataset name (see `genlearn datasets`) or folder:PATH (default: digits; "
-            "ldm: its autoencoder's).",
+            "ldm: its autoencoder's; gpt: shakespeare, or text:PATH for a file or folder).",
         ),
     ] = None,
     latent_dim: Annotated[
@@ -188,10 +189,52 @@ def train(
             help="GANs, ddpm, ldm: moving average of the weights (default 0.999; 0: off).",
         ),
     ] = None,
+    tokenizer: Annotated[
+        str, typer.Option("--tokenizer", help="gpt: char (default) or bpe (byte-level BPE).")
+    ] = "char",
+    vocab_size: Annotated[
+        int | None, typer.Option("--vocab-size", help="gpt with bpe: vocabulary size (4096).")
+    ] = None,
+    context: Annotated[
+        int | None, typer.Option("--context", help="gpt: tokens read at once (default 256).")
+    ] = None,
+    layers: Annotated[int | None, typer.Option("--layers", help="gpt: blocks (default 4).")] = None,
+    heads: Annotated[
+        int | None, typer.Option("--heads", help="gpt: attention heads (default 4).")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="gpt: embedding width (default 128).")
+    ] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="gpt: default 0.")] = None,
+    positions: Annotated[
+        str | None, typer.Option("--positions", help="gpt: learned (default) or rotary.")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Train this many steps (gpt default 2000; else epochs)."),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option("--eval-every", help="Also evaluate every N steps (gpt default 250)."),
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="gpt: AdamW's decay (default 0.1).")
+    ] = None,
+    grad_accumulation: Annotated[
+        int,
+        typer.Option(
+            "--grad-accumulation",
+            help="Compute each batch in N parts (same result, less memory).",
+        ),
+    ] = 1,
     precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
     grad_clip: Annotated[
-        float, typer.Option("--grad-clip", help="Clip the gradient norm (0: off).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--grad-clip",
+            help="Clip the gradient norm (0: off; default: ddpm, ldm, gpt 1, else off).",
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
     ] = 0,
@@ -234,7 +277,36 @@ def train(
         checkpoint_every_steps=checkpoint_every,
         tensorboard=tensorboard,
         max_seconds=time_limit,
+        max_steps=steps,
+        eval_every_steps=eval_every,
+        weight_decay=weight_decay,
+        grad_accumulation=grad_accumulation,
     )
+    if model == "gpt":
+        from genlearn.language import train_gpt
+
+        language_options = dict(
+            context=context,
+            layers=layers,
+            heads=heads,
+            width=width,
+            dropout=dropout,
+            positions=positions,
+        )
+        run = train_gpt(
+            data or "shakespeare",
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            train_config=config,
+            seed=seed,
+            device=device,
+            runs_dir=runs_dir,
+            resume=resume,
+            **language_options,
+        )
+        if int(os.environ.get("RANK", "0")) == 0:
+            out.print(f"run: {run.path}")
+        return
     diffusion = model in ("ddpm", "ldm")
     if text and not diffusion:
         raise ConfigError("--text applies to ddpm (text-to-image diffusion)")
@@ -358,6 +430,115 @@ def sample(
         run, n, seed=seed, output=output, label=label, device=device, **diffusion
     ):
         out.print(path)
+
+
+@app.command(no_args_is_help=True)
+def generate(
+    run: RunPath,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Option("--prompt", "-p", help="Text to continue; repeat for a batch of prompts."),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per prompt.")] = 500,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", help="0: greedy; below 1: safer text.")
+    ] = 0.8,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Sample among the k likeliest tokens (0: all).")
+    ] = 50,
+    top_p: Annotated[
+        float, typer.Option("--top-p", help="Nucleus: the likeliest tokens up to this mass.")
+    ] = 1.0,
+    repetition_penalty: Annotated[
+        float,
+        typer.Option("--repetition-penalty", help="Above 1: tokens already used are less likely."),
+    ] = 1.0,
+    stop: Annotated[
+        list[str] | None, typer.Option("--stop", help="End a text at this string (repeatable).")
+    ] = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the text as it is generated (one prompt).")
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Recompute the whole text each token (slow).")
+    ] = False,
+    seed: Seed = 0,
+    device: Device = "auto",
+) -> None:
+    """Continue a prompt with a trained gpt run."""
+    import torch
+
+    from genlearn.language import generate_text, load_language_model
+    from genlearn.models.gpt import Sampler
+
+    prompts = prompt or ["\n"]
+    if stream and len(prompts) > 1:
+        raise ConfigError("--stream prints one text: give one --prompt, or drop --stream")
+    model, tokenizer, _ = load_language_model(run, device)
+    generator = torch.Generator(model.token_embedding.weight.device).manual_seed(seed)
+    sampler = Sampler(temperature, top_k, top_p, repetition_penalty, generator)
+
+    def show(row: int, piece: str) -> None:
+        out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+
+    if stream:
+        out.print(prompts[0], end="", markup=False, highlight=False, soft_wrap=True)
+    texts = generate_text(
+        model,
+        tokenizer,
+        prompts,
+        max_tokens,
+        sampler,
+        stop=stop,
+        use_cache=not no_cache,
+        on_text=show if stream else None,
+    )
+    if stream:
+        out.print()
+        return
+    for index, (given, text) in enumerate(zip(prompts, texts, strict=True)):
+        if len(prompts) > 1:
+            out.rule(f"prompt {index + 1}")
+        out.print(given + text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("import-gpt2", no_args_is_help=True)
+def import_gpt2(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="A Hugging Face GPT-2 folder: config.json, model.safetensors, tokenizer.json."
+        ),
+    ],
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="Where run directories are made.")
+    ] = Path("runs"),
+) -> None:
+    """Make a gpt run from GPT-2 weights you have, for generate and attention."""
+    from genlearn.language import import_gpt2 as import_weights
+
+    out.print(f"run: {import_weights(folder, runs_dir).path}")
+
+
+@app.command(no_args_is_help=True)
+def attention(
+    run: RunPath,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text to look at.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="PNG to write (default: in the run's figures)."),
+    ] = None,
+    device: Device = "auto",
+) -> None:
+    """Attention maps of a gpt run for a prompt: one heat map per layer and head."""
+    from genlearn.explore.attention import attention_figure
+    from genlearn.language import load_language_model
+
+    model, tokenizer, loaded = load_language_model(run, device)
+    folder = output.parent if output is not None else loaded.figures_dir
+    name = output.name if output is not None else "attention_prompt.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    out.print(attention_figure(model, tokenizer, prompt, folder, name))
 
 
 @app.command()
@@ -490,8 +671,17 @@ def evaluate(
     seed: Seed = 0,
     device: Device = "auto",
 ) -> None:
-    """Every metric that applies: likelihood (VAE), FID/KID, precision/recall, novelty."""
-    from genlearn.workflows import evaluate_run
+    """Every metric that applies: likelihood (VAE), FID/KID, precision/recall, novelty;
+    for a gpt run, the validation loss, perplexity and bits per character."""
+    from genlearn.workflows import evaluate_run, family_of
+
+    if family_of(run) == "gpt":
+        from genlearn.language import evaluate_language_model
+
+        results = evaluate_language_model(run, device)
+        _print_likelihood(results, run)
+        print(json.dumps(results))
+        return
 
     if k < 0:
         raise ConfigError("--k must be 0 (skip IWAE) or positive")

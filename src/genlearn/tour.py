@@ -4,8 +4,10 @@
 2. a plain autoencoder with the same architecture, for comparison;
 3. a DCGAN, trained for a fixed minute: the two-player game, its training GIF;
 4. a small diffusion model, trained for half a minute: noise turned into digits step by step;
-5. a report for each, and one that puts the two autoencoders side by side;
-6. running a network in reverse: a small DeepDream of a photo, and a small style transfer
+5. a small character-level GPT, trained for half a minute on Shakespeare (the whole tiny
+   Shakespeare when its file is here, else the embedded excerpt): text, and where it looks;
+6. a report for each, and one that puts the two autoencoders side by side;
+7. running a network in reverse: a small DeepDream of a photo, and a small style transfer
    of the photo in the manner of a painting (when VGG weights are here; the tour says how
    to get them otherwise).
 """
@@ -19,10 +21,14 @@ from rich.console import Console
 
 from genlearn.art.pipelines import bundled_picture, dream_pipeline, style_pipeline
 from genlearn.art.style_transfer import StyleConfig
+from genlearn.data.files import find_local
+from genlearn.data.text import SHAKESPEARE_FILES
 from genlearn.errors import WeightsError
+from genlearn.language import train_gpt
 from genlearn.models import get_family
 from genlearn.report.html import write_comparison_report
 from genlearn.train.engine import TrainConfig
+from genlearn.train.runs import Run
 from genlearn.workflows import train
 
 console = Console(stderr=True)
@@ -44,6 +50,8 @@ TOUR_GAN_OPTIONS = dict(generator_width=32, critic_width=32)
 # diffusion learns slowly but steadily: half a minute on the 16 px digits (its snapshots and
 # figures with DDIM's few steps) shows the denoising at work
 TOUR_DIFFUSION_SECONDS = 30.0
+# a character model writes word-like, play-shaped text after half a minute
+TOUR_GPT_SECONDS = 30.0
 AUTOENCODER_OPTIONS = dict(latent_dim=2, conv_channels=TOUR_CHANNELS, train_config=TOUR_TRAINING)
 STEPS = [
     ("vae", "a variational autoencoder on the built-in digits", AUTOENCODER_OPTIONS),
@@ -89,7 +97,7 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     start = time.perf_counter()
     runs = {}
     for step, (family, what, options) in enumerate(STEPS, start=1):
-        console.rule(f"genlearn tour {step}/{len(STEPS) + 1}: {what}")
+        console.rule(f"genlearn tour {step}/{len(STEPS) + 2}: {what}")
         runs[family] = train(
             family,
             "digits",
@@ -99,11 +107,17 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
             runs_dir=runs_dir,
             **options,
         )
+    total = len(STEPS) + 2
+    console.rule(
+        f"genlearn tour {len(STEPS) + 1}/{total}: a GPT writes like Shakespeare, at most "
+        f"{TOUR_GPT_SECONDS:.0f} s"
+    )
+    gpt = tour_gpt(runs_dir, seed, device)
     vae, ae, gan, diffusion = runs["vae"], runs["ae"], runs["dcgan"], runs["ddpm"]
     comparison = write_comparison_report(
         [ae.path, vae.path], Path(runs_dir) / "tour-ae-vs-vae.html"
     )
-    console.rule(f"genlearn tour {len(STEPS) + 1}/{len(STEPS) + 1}: a network run in reverse")
+    console.rule(f"genlearn tour {total}/{total}: a network run in reverse")
     art = tour_art(Path(runs_dir) / "tour-art", device)
     seconds = time.perf_counter() - start
     console.rule(f"done in {seconds:.0f} s")
@@ -114,16 +128,32 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
     console.print(f"DCGAN training:    {gan.figures_dir / 'training.gif'}")
     console.print(f"Diffusion report:  {diffusion.path / 'report.html'}")
     console.print(f"Denoising:         {diffusion.figures_dir / 'trajectory.gif'}")
+    console.print(f"GPT report:        {gpt.path / 'report.html'}")
+    console.print(f"GPT's text:        {gpt.figures_dir / 'samples.txt'}")
     for label, path in art.items():
         console.print(f"{label + ':':<19}{path}")
     console.print(
         f"Next: genlearn sample {vae.path} -n 64   |   genlearn interpolate {vae.path} "
-        f"--from 3 --to 17 --gif   |   genlearn neighbours {gan.path}"
+        f"--from 3 --to 17 --gif   |   genlearn neighbours {gan.path}   |   "
+        f'genlearn generate {gpt.path} --prompt "ROMEO:" --stream'
     )
     return {
-        "vae": vae.path, "ae": ae.path, "dcgan": gan.path, "ddpm": diffusion.path,
+        "vae": vae.path, "ae": ae.path, "dcgan": gan.path, "ddpm": diffusion.path, "gpt": gpt.path,
         "comparison": comparison, **art,
     }  # fmt: skip
+
+
+def tour_gpt(runs_dir: Path, seed: int, device: str) -> Run:
+    """The family's default GPT for TOUR_GPT_SECONDS on Shakespeare, whole or excerpt."""
+    here = find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",)) is not None
+    config = get_family("gpt").train_config(max_seconds=TOUR_GPT_SECONDS)
+    return train_gpt(
+        "shakespeare" if here else "shakespeare-excerpt",
+        train_config=config,
+        seed=seed,
+        device=device,
+        runs_dir=runs_dir,
+    )
 
 
 def tour_art(folder: Path, device: str) -> dict[str, Path]:

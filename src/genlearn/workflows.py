@@ -188,6 +188,20 @@ def train(
 
     `resume` continues a run from its checkpoint, with the configuration it was started with.
     """
+    if family == "gpt" or (resume is not None and family_of(resume) == "gpt"):
+        from genlearn.language import train_gpt  # imports this module: import it late
+
+        return train_gpt(
+            data or "shakespeare",
+            train_config=train_config,
+            seed=seed,
+            device=device,
+            runs_dir=runs_dir,
+            resume=resume,
+            figures=figures,
+            show_progress=show_progress,
+            **model_options,
+        )
     if resume is not None:
         run, config = _resumed_config(resume, family)
         family, seed, device = config["family"], config["seed"], config.get("device", device)
@@ -364,9 +378,19 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[Autoencoder, Run]
     return model.to(pick_device(device)).eval(), run
 
 
+def family_of(path: str | Path) -> str:
+    """The model family of a run directory."""
+    return run_config(Run.open(path))["family"]
+
+
 def run_dataset(run: Run) -> ImageDataset:
     """The dataset a run was trained on, as it was configured."""
-    data = run_config(run)["data"]
+    config = run_config(run)
+    if config["family"] == "gpt":
+        raise ConfigError(
+            f"{run.path} is a language model (gpt): use genlearn generate, attention or evaluate"
+        )
+    data = config["data"]
     return load_data(data["name"], data.get("image_size"))
 
 
@@ -631,6 +655,8 @@ def sample_run(
     A diffusion model also takes `prompt`, `sampler`, `steps`, `eta`, `guidance` and
     `trajectory` (see `diffusion_sample_run`)."""
     model, run = load_model(path, device)
+    if run_config(run)["family"] == "gpt":
+        raise ConfigError(f"{run.path} is a language model: genlearn generate writes its text")
     if hasattr(model, "sample_shape"):
         return diffusion_sample_run(model, run, n, seed, output, label, **diffusion_options)
     given = [k for k, v in diffusion_options.items() if v not in (None, False)]

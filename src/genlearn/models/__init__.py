@@ -11,6 +11,7 @@ from genlearn.errors import ConfigError
 from genlearn.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlearn.models.diffusion import DiffusionConfig, DiffusionModel, LatentDiffusion
 from genlearn.models.gan import GAN, RECIPES, GANConfig
+from genlearn.models.gpt import GPT, GPTConfig
 from genlearn.train.engine import TrainConfig
 
 
@@ -89,6 +90,29 @@ FAMILIES.update(
             DIFFUSION_TRAINING,
         ),
     }
+)
+
+
+# Language models: AdamW with decoupled decay on the matrices, warm-up then cosine decay to a
+# tenth, gradients clipped at 1; counted in steps (an "epoch" of random windows is nominal)
+GPT_TRAINING = {
+    "lr": 2e-3,
+    "batch_size": 32,
+    "warmup_steps": 100,
+    "lr_final_fraction": 0.1,
+    "weight_decay": 0.1,
+    "grad_clip": 1.0,
+    "max_steps": 2000,
+    "eval_every_steps": 250,
+    "log_every_steps": 25,
+}
+FAMILIES["gpt"] = Family(
+    "gpt",
+    "decoder-only transformer that writes text (Radford et al. 2018/2019)",
+    GPTConfig,
+    GPT,
+    {},
+    GPT_TRAINING,
 )
 
 

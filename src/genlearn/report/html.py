@@ -36,10 +36,12 @@ IMAGE_TYPES = {
     ".webp": "image/webp",
     ".svg": "image/svg+xml",
 }
+TEXT_TYPES = (".txt",)  # generated text (a language model's samples), shown as it is
 # (section title, file-name fragments): the first matching entry decides a figure's place
 FIGURE_ORDER: list[tuple[str, tuple[str, ...]]] = [
     ("Training", ("loss",)),
     ("Samples", ("sample",)),
+    ("Attention", ("attention",)),
     ("Denoising, step by step", ("trajectory",)),
     ("Reconstructions", ("recon",)),
     ("Latent scatter", ("scatter",)),
@@ -69,6 +71,7 @@ FAMILY_NAMES = {
     "wgan-gp": "Wasserstein GAN with gradient penalty",
     "ddpm": "Denoising diffusion model",
     "ldm": "Latent diffusion model",
+    "gpt": "GPT language model",
 }
 FAMILY_TEXT = {
     "vae": (
@@ -109,6 +112,12 @@ _DIFFUSION_TEXT = (
     "2020); sampling runs the noising backwards from pure noise, with DDPM's 1000 random "
     "steps or DDIM's few deterministic ones (Song et al. 2021). The loss is the mean squared "
     "error of that guess: it falls fast and then slowly, while the samples keep improving."
+)
+FAMILY_TEXT["gpt"] = (
+    "A decoder-only transformer reads the text so far and predicts the next token (Radford et "
+    "al. 2018); writing is that prediction, sampled one token at a time. The loss is the "
+    "cross-entropy of the next token in nats: ln(vocabulary size) for a model that knows "
+    "nothing, falling as it learns spelling, words and then style."
 )
 FAMILY_TEXT.update(
     {
@@ -269,7 +278,9 @@ def figure_files(figures_dir: Path) -> list[Path]:
     files = [
         p
         for p in figures_dir.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_TYPES
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in (*IMAGE_TYPES, *TEXT_TYPES)
     ]
     return sorted(files, key=lambda p: figure_sort_key(p.name))
 
@@ -492,6 +503,8 @@ tr.group th { padding-top: 14px; color: var(--accent); border-bottom: 1px solid 
 figure { margin: 0 0 40px; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
   border-radius: 4px; }
+figure pre { white-space: pre-wrap; max-height: 36em; overflow: auto; padding: 12px;
+  border: 1px solid var(--line); font-size: .85rem; max-width: 100ch; }
 figcaption { color: var(--muted); font-size: .92rem; margin-top: 8px; max-width: 85ch; }
 table.compare { width: 100%; table-layout: fixed; }
 table.compare th.run { font-size: 1rem; padding: 8px 12px 8px 0; }
@@ -672,10 +685,15 @@ def _config_table(config: dict[str, Any]) -> str:
 def _figure_html(path: Path, caption: str | None, anchor: str) -> str:
     title = figure_title(path.name)
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return (
-        f'<figure id="{esc(anchor)}"><h3>{esc(title)}</h3>'
-        f'<img src="{data_uri(path)}" alt="{esc(title)}">{cap}</figure>'
-    )
+    content = _figure_content(path, title)
+    return f'<figure id="{esc(anchor)}"><h3>{esc(title)}</h3>{content}{cap}</figure>'
+
+
+def _figure_content(path: Path, title: str) -> str:
+    """An embedded image, or a text file as preformatted text."""
+    if path.suffix.lower() in TEXT_TYPES:
+        return f"<pre>{esc(path.read_text(encoding='utf-8', errors='replace'))}</pre>"
+    return f'<img src="{data_uri(path)}" alt="{esc(title)}">'
 
 
 def _anchor(filename: str) -> str:
@@ -862,9 +880,7 @@ def _side_by_side_figures(runs: list[Run]) -> str:
                 rows.append('<td class="missing">not produced by this run</td>')
                 continue
             own = f'<div class="cap">{esc(cap)}</div>' if cap and not shared else ""
-            rows.append(
-                f'<td><img src="{data_uri(path)}" alt="{esc(figure_title(name))}">{own}</td>'
-            )
+            rows.append(f"<td>{_figure_content(path, figure_title(name))}{own}</td>")
         rows.append("</tr>")
         if shared:
             rows.append(

@@ -14,13 +14,14 @@ uninterrupted run would have taken, and ends with the same weights on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -58,6 +59,9 @@ class TrainConfig:
     log_every_steps: int = 50
     tensorboard: bool = False
     max_seconds: float = 0.0  # stop (as finished) after this much training time; 0: no limit
+    max_steps: int = 0  # train this many steps (the schedule spans them); 0: epochs decide
+    eval_every_steps: int = 0  # also evaluate every this many steps; 0: at epoch ends only
+    grad_accumulation: int = 1  # split each batch into this many passes (same maths, less memory)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -72,6 +76,13 @@ class TrainConfig:
             )
         if self.precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"precision must be no, bf16 or fp16, got {self.precision!r}")
+        if self.max_steps < 0 or self.eval_every_steps < 0:
+            raise ConfigError("step counts must be 0 (off) or positive")
+        if self.grad_accumulation < 1 or self.batch_size % self.grad_accumulation:
+            raise ConfigError(
+                f"--grad-accumulation ({self.grad_accumulation}) must divide the batch size "
+                f"({self.batch_size})"
+            )
         if not self.max_seconds >= 0:
             raise ConfigError(
                 f"the time limit must be 0 (none) or a number of seconds, got {self.max_seconds}"
@@ -153,6 +164,45 @@ def as_float_images(batch_uint8: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
+class BatchSource(Protocol):
+    """What the engine trains on: the batch of any step, as a pure function of the step (so
+    a resumed run sees the batches an uninterrupted one would have)."""
+
+    steps_per_epoch: int
+    unit: str  # what the throughput counts: "images", "tokens"
+    tokens_per_item: int  # units in each row of a batch (1 image; a window's tokens)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+class ImageBatches:
+    """In-memory uint8 images (and labels), reshuffled each epoch: the order of epoch e comes
+    from (seed, e), and each process takes every world-th image of it."""
+
+    unit, tokens_per_item = "images", 1
+
+    def __init__(self, images, labels, batch_size, seed, rank, world, device):
+        self.steps_per_epoch = (len(images) // world) // batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"batch size {batch_size} is larger than the training set "
+                f"({len(images)} images per process): lower --batch-size"
+            )
+        self.images = images.to(device)
+        self.labels = None if labels is None else labels.to(device)
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self._epoch, self._order = -1, None
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            order = epoch_order(len(self.images), self.seed, epoch, self.rank, self.world)
+            self._epoch, self._order = epoch, order.to(self.images.device)
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        labels = None if self.labels is None else self.labels[rows]
+        return as_float_images(self.images[rows]), labels
+
+
 class StopOnInterrupt:
     """Within the block, Ctrl-C asks for a stop instead of raising at once, so training
     stops between steps: a checkpoint never holds weights one step ahead of its step
@@ -210,11 +260,12 @@ class Trainer:
                 "models with their own training step (GANs) train on one process for now: "
                 "launch without accelerate/torchrun"
             )
-        optimizers = (
-            model.make_optimizers(config)
-            if self.custom_step
-            else {"optimizer": make_adam(self.model.parameters(), config)}
-        )
+        if self.custom_step:
+            optimizers = model.make_optimizers(config)
+        elif hasattr(model, "configure_optimizer"):  # a model that knows its own (a GPT)
+            optimizers = {"optimizer": model.configure_optimizer(config.lr, config.weight_decay)}
+        else:
+            optimizers = {"optimizer": make_adam(self.model.parameters(), config)}
         for optimizer in optimizers.values():
             for group in optimizer.param_groups:  # the schedule scales each group's own rate
                 group.setdefault("base_lr", group["lr"])
@@ -225,6 +276,7 @@ class Trainer:
         self.train_seconds = 0.0  # time spent in training steps, across resumes
         self.steps_per_epoch = 0
         self._out_of_time = False  # max_seconds of training reached: finish as if done
+        self.best_loss = math.inf  # the lowest evaluation loss so far (its weights are kept)
         self._tensorboard = None
         # a conditional model is given its labels (a GAN through its own step); one may want a call after each
         # update (a diffusion model moves its moving average)
@@ -243,46 +295,66 @@ class Trainer:
         resume: bool = False,
         on_step: Callable[[int], None] | None = None,
     ) -> dict[str, float]:
-        """Train for `config.epochs` epochs (continuing from the checkpoint when `resume`).
+        """Train on in-memory images (uint8), testing at epoch ends: see `train_on`."""
+        batches = ImageBatches(
+            train_images,
+            train_labels if self._uses_labels else None,
+            self.config.batch_size,
+            self.seed,
+            self.accelerator.process_index,
+            self.accelerator.num_processes,
+            self.device,
+        )
+        evaluate = None
+        if test_images is not None:
 
+            def evaluate() -> dict[str, float]:
+                return self.evaluate_loss(test_images, test_labels)
+
+        return self.train_on(batches, evaluate, resume=resume, on_step=on_step)
+
+    def train_on(
+        self,
+        batches: BatchSource,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        *,
+        split: str = "test",
+        resume: bool = False,
+        on_step: Callable[[int], None] | None = None,
+    ) -> dict[str, float]:
+        """Train for `config.max_steps` steps, or else `config.epochs` epochs of `batches`
+        (continuing from the checkpoint when `resume`).
+
+        `evaluate()` runs at epoch ends (every `eval_every_epochs`), every `eval_every_steps`
+        steps and at the end; its metrics are logged under `split`, and whenever its "loss"
+        is the lowest so far the weights are also saved as the run's best.
         Ctrl-C stops after the step in progress, saves a checkpoint and raises RunError
-        saying how to resume. Returns the last test metrics ({} when there is no test set).
+        saying how to resume. Returns the last evaluation's metrics ({} without one).
         """
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        self.steps_per_epoch = (len(train_images) // world) // self.config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"batch size {self.config.batch_size} is larger than the training set "
-                f"({len(train_images)} images per process): lower --batch-size"
-            )
-        total_steps = self.steps_per_epoch * self.config.epochs
+        self.steps_per_epoch = batches.steps_per_epoch
+        total_steps = self.config.max_steps or self.steps_per_epoch * self.config.epochs
         if resume:
             self.load_checkpoint()
         # a run that stopped on its time limit has nothing left to train; raising
         # config.max_seconds and calling fit again trains on (the benchmarks do, in slices)
         self._out_of_time = 0 < self.config.max_seconds <= self.train_seconds
-        train_images = train_images.to(self.device)
-        self._train_labels = None if train_labels is None else train_labels.to(self.device)
-        last: dict[str, float] = {}
+        self._evaluate, self._split, self._last = evaluate, split, {}
         progress = self._progress()
         task = progress.add_task("train", total=total_steps, completed=self.step, info="")
         self._tensorboard = self._open_tensorboard() if self.config.tensorboard else None
+        world = self.accelerator.num_processes
         try:
             with progress, StopOnInterrupt(enabled=world == 1) as stop:
                 while self.step < total_steps and not stop.requested and not self._out_of_time:
-                    epoch, offset = divmod(self.step, self.steps_per_epoch)
-                    order = epoch_order(len(train_images), self.seed, epoch, rank, world)
-                    order = order.to(self.device)  # index on the device the images live on
-                    self._train_epoch(
-                        train_images, order, offset, total_steps, progress, task, on_step, stop
-                    )
+                    epoch_end = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
+                    end = min(epoch_end, total_steps)
+                    self._train_until(batches, end, total_steps, progress, task, on_step, stop)
                     if stop.requested or self._out_of_time:
                         break
                     epoch_done = self.step // self.steps_per_epoch
-                    if test_images is not None and self._should_evaluate(epoch_done):
-                        last = self.evaluate_loss(test_images, test_labels)
-                        self._log({"epoch": float(epoch_done), "split": "test", **last})
-                        self._say_epoch(epoch_done, last)
+                    finished = self.step == total_steps
+                    if self.step == epoch_end and self._should_evaluate(epoch_done) or finished:
+                        self._run_evaluation(f"epoch {epoch_done}")
                     self.save_checkpoint()
         finally:
             if self._tensorboard is not None:
@@ -299,7 +371,7 @@ class Trainer:
                 f"interrupted at step {self.step}; checkpoint saved: continue with "
                 f"genlearn train --resume {self.run.path}"
             )
-        return last
+        return self._last
 
     @torch.no_grad()
     def evaluate_loss(
@@ -327,36 +399,46 @@ class Trainer:
     def unwrapped_model(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
-    # ---- one epoch -------------------------------------------------------------------------
-    def _train_epoch(
-        self, images, order, offset, total_steps, progress, task, on_step, stop
-    ) -> None:
+    # ---- the steps -------------------------------------------------------------------------
+    def _train_until(self, batches, end, total_steps, progress, task, on_step, stop) -> None:
+        """Train from self.step up to step `end` (within one epoch)."""
         # the losses are summed on the device: reading them (a sync) happens only when logging
         sums: dict[str, torch.Tensor] = {}
         count, window_start, window_images = 0, time.perf_counter(), 0
-        batch_size, last_index = self.config.batch_size, self.steps_per_epoch - 1
-        for index in range(offset, self.steps_per_epoch):
+        epoch_last = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        while self.step < end:
             lr = learning_rate(self.config, self.step, total_steps)
             for optimizer in self.optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * lr / self.config.lr
-            rows = order[index * batch_size : (index + 1) * batch_size]
-            labels = None if self._train_labels is None else self._train_labels[rows]
-            out = self._train_step(as_float_images(images[rows]), labels)
+            inputs, labels = batches(self.step)
+            out = self._train_step(inputs, labels)
             self.step += 1
             count += 1
-            window_images += len(rows) * self.accelerator.num_processes
+            window_images += len(inputs) * batches.tokens_per_item * self.accelerator.num_processes
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value
             checkpoint_now = bool(self.config.checkpoint_every_steps) and (
                 self.step % self.config.checkpoint_every_steps == 0
             )
+            evaluate_now = bool(self.config.eval_every_steps) and (
+                self.step % self.config.eval_every_steps == 0 and self.step < total_steps
+            )
             # windows end at multiples of log_every_steps, so a resumed run logs the same steps
-            end_of_window = self.step % self.config.log_every_steps == 0 or index == last_index
+            end_of_window = self.step % self.config.log_every_steps == 0 or self.step in (
+                end,
+                epoch_last,
+            )
             if self.config.max_seconds > 0:
                 spent = self.train_seconds + time.perf_counter() - window_start
                 self._out_of_time = spent >= self.config.max_seconds
-            if end_of_window or checkpoint_now or stop.requested or self._out_of_time:
+            if (
+                end_of_window
+                or checkpoint_now
+                or evaluate_now
+                or stop.requested
+                or self._out_of_time
+            ):
                 means = self._window_means(sums, count)  # raises if the loss went non-finite
                 elapsed = time.perf_counter() - window_start
                 self.train_seconds += elapsed
@@ -367,14 +449,17 @@ class Trainer:
                         "epoch": round(epoch, 4),
                         "split": "train",
                         **means,
-                        "images_per_s": round(rate, 1),
+                        f"{batches.unit}_per_s": round(rate, 1),
                         "lr": lr,
                         "train_seconds": round(self.train_seconds, 2),
                     }
                 )
-                info = f"epoch {epoch:5.2f}  {_loss_summary(means)}  {rate:7.0f} img/s"
+                info = f"epoch {epoch:5.2f}  {_loss_summary(means)}  {rate:7.0f} {batches.unit}/s"
                 progress.update(task, info=info)
-                sums, count, window_start, window_images = {}, 0, time.perf_counter(), 0
+                sums, count, window_images = {}, 0, 0
+                if evaluate_now:
+                    self._run_evaluation(f"step {self.step}")
+                window_start = time.perf_counter()  # evaluation is not training time
             progress.update(task, completed=self.step)
             if checkpoint_now:
                 self.save_checkpoint()
@@ -382,6 +467,28 @@ class Trainer:
                 on_step(self.step)
             if stop.requested or self._out_of_time:
                 return
+
+    def _run_evaluation(self, when: str) -> None:
+        """Evaluate, log, and keep the weights when the loss is the best so far."""
+        if self._evaluate is None:
+            return
+        metrics = self._evaluate()
+        self._last = metrics
+        self._log(
+            {"epoch": round(self.step / self.steps_per_epoch, 4), "split": self._split, **metrics}
+        )
+        if self.show_progress:
+            parts = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+            console.print(f"{when}  {self._split}  {parts}")
+        loss = metrics.get("loss")
+        if loss is not None and loss < self.best_loss:
+            self.best_loss = loss
+            if self.accelerator.is_main_process:
+                save_tensors_atomic(
+                    self.run.best_weights_path,
+                    self.unwrapped_model.state_dict(),
+                    {"step": self.step, f"{self._split}_loss": loss},
+                )
 
     def _window_means(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
         """Means of a logging window; every process stops together if any loss is not finite
@@ -415,17 +522,33 @@ class Trainer:
                 )
             return {key: value.detach() for key, value in out.items()}
         optimizer = self.optimizers["optimizer"]
-        extra = {"labels": labels} if self._uses_labels else {}
-        with self.accelerator.autocast():
-            out = self.model(batch, generator=generator, **extra)
         optimizer.zero_grad(set_to_none=True)
-        self.accelerator.backward(out["loss"])
+        # gradient accumulation: the batch in k parts, each loss divided by k, so the summed
+        # gradients are those of the whole batch; processes sync only on the last part
+        parts = self.config.grad_accumulation
+        pieces = batch.chunk(parts)
+        label_pieces = labels.chunk(parts) if labels is not None else [None] * len(pieces)
+        totals: dict[str, torch.Tensor] = {}
+        for index, (piece, piece_labels) in enumerate(zip(pieces, label_pieces, strict=True)):
+            extra = {"labels": piece_labels} if self._uses_labels else {}
+            last = index == len(pieces) - 1
+            with contextlib.ExitStack() as context:
+                if not last:
+                    context.enter_context(self.accelerator.no_sync(self.model))
+                with self.accelerator.autocast():
+                    out = self.model(piece, generator=generator, **extra)
+                self.accelerator.backward(
+                    out["loss"] / len(pieces) if len(pieces) > 1 else out["loss"]
+                )
+            for key, value in out.items():
+                value = value.detach() / len(pieces)
+                totals[key] = totals[key] + value if key in totals else value
         if self.config.grad_clip > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         optimizer.step()
         if self._after_step is not None:  # e.g. a moving average of the weights
             self._after_step()
-        return {key: value.detach() for key, value in out.items()}
+        return totals
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -450,6 +573,7 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch,
                 "num_processes": self.accelerator.num_processes,
                 "train_seconds": self.train_seconds,
+                "best_loss": self.best_loss,
                 **_optimizer_metadata(structure),
             },
         )
@@ -480,6 +604,7 @@ class Trainer:
             )
         self.step = int(metadata["step"])
         self.train_seconds = float(metadata.get("train_seconds", 0.0))
+        self.best_loss = float(metadata.get("best_loss", math.inf))
         if self.accelerator.is_main_process:
             self.run.truncate_log(after_step=self.step)
         self.accelerator.wait_for_everyone()
@@ -499,11 +624,6 @@ class Trainer:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self._tensorboard.add_scalar(f"{split}/{key}", value, self.step)
-
-    def _say_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self.show_progress:
-            parts = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-            console.print(f"epoch {epoch}/{self.config.epochs}  test  {parts}")
 
     def _should_evaluate(self, epoch_done: int) -> bool:
         every = self.config.eval_every_epochs
@@ -529,6 +649,8 @@ def _check_custom_step_config(config: TrainConfig) -> None:
             "--grad-clip does not apply to models with their own training step (GANs): their "
             "recipes keep the critic in check instead (weight clipping, gradient penalty)"
         )
+    if config.grad_accumulation > 1:
+        raise ConfigError("--grad-accumulation does not apply to GANs (two players, two steps)")
     if config.precision == "fp16":
         # one loss scaler for two players, and wgan-gp's input gradients, would need care
         raise ConfigError(

@@ -88,6 +88,11 @@ class Run:
         return self.path / WEIGHTS
 
     @property
+    def best_weights_path(self) -> Path:
+        """The weights of the lowest evaluation loss (for runs that evaluate as they train)."""
+        return self.path / "best.safetensors"
+
+    @property
     def evaluation_path(self) -> Path:
         return self.path / EVALUATION
 
@@ -184,10 +189,22 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def save_tensors_atomic(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
 ) -> None:
-    """safetensors file + JSON metadata, written atomically (a kill mid-write loses nothing)."""
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    """safetensors file + JSON metadata, written atomically (a kill mid-write loses nothing).
+
+    A tensor stored under two names (a language model's tied embedding and read-out) is
+    written once; the file's metadata names the alias and `load_tensors` restores it.
+    """
+    contiguous, aliases, seen = {}, {}, {}
+    for key, value in tensors.items():
+        identity = (value.data_ptr(), value.shape, value.stride(), value.dtype)
+        if value.numel() and identity in seen:
+            aliases[key] = seen[identity]
+            continue
+        seen[identity] = key
+        contiguous[key] = value.detach().contiguous().cpu()
+    metadata = {**(metadata or {}), **({"aliases": aliases} if aliases else {})}
     with atomic_path(path) as tmp:
-        save_file(contiguous, tmp, metadata={"genlearn": json.dumps(metadata or {})})
+        save_file(contiguous, tmp, metadata={"genlearn": json.dumps(metadata)})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -197,7 +214,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = json.loads((f.metadata() or {}).get("genlearn", "{}"))
-        return load_file(str(path)), metadata
+        tensors = load_file(str(path))
+        for alias, key in metadata.pop("aliases", {}).items():
+            tensors[alias] = tensors[key]
+        return tensors, metadata
     except (SafetensorError, json.JSONDecodeError, OSError) as error:
         raise RunError(f"{path} is not a readable safetensors file ({error})") from None
 
