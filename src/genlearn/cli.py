@@ -190,8 +190,11 @@ def train(
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="no, bf16 or fp16 (GPU).")] = "no",
     grad_clip: Annotated[
-        float, typer.Option("--grad-clip", help="Clip the gradient norm (0: off).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--grad-clip", help="Clip the gradient norm (0: off; default: ddpm/ldm 1, else off)."
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
     ] = 0,
