@@ -194,6 +194,8 @@ def test_latent_diffusion_learns_an_autoencoders_codes(tmp_path, monkeypatch, ca
     run_path = Path(out.strip().splitlines()[-1].removeprefix("run: "))
     config = json.loads((run_path / "config.json").read_text())
     assert config["data"]["name"] == "digits" and config["model"]["autoencoder"]["latent_dim"] == 4
+    # the family's training defaults hold when the command line leaves them alone
+    assert config["train"]["grad_clip"] == 1.0 and config["train"]["warmup_steps"] == 200
     model, _ = load_model(run_path)
     ae, _ = load_model(autoencoder.path)
     for key, value in ae.state_dict().items():  # the frozen autoencoder travels with the run
