@@ -71,25 +71,31 @@ def corpus_files(name: str) -> list[Path]:
 
 
 def read_chunks(files: list[Path]) -> Iterator[str]:
-    """The corpus as pieces of about CHUNK_CHARS characters, each ending at a line end when
-    it can (so BPE never sees a word cut in two); files are joined by a blank line."""
+    """The corpus as pieces of about CHUNK_CHARS characters, each ending at a line end (so
+    BPE never sees a word cut in two) unless a line is longer than 4 pieces; files are
+    joined by a blank line."""
+    carry = ""
     for index, path in enumerate(files):
+        if index:
+            carry += "\n\n"
         opener = gzip.open if path.suffix == ".gz" else open
         try:
             with opener(path, "rt", encoding="utf-8", newline="") as handle:
-                carry = "" if index == 0 else "\n\n"
                 while piece := handle.read(CHUNK_CHARS):
                     piece = carry + piece
-                    cut = piece.rfind("\n") + 1 or len(piece)
+                    cut = piece.rfind("\n") + 1
+                    if cut == 0 and len(piece) < 4 * CHUNK_CHARS:  # no line end yet: read on
+                        carry = piece
+                        continue
+                    cut = cut or len(piece)
                     carry = piece[cut:]
-                    if cut:
-                        yield piece[:cut]
-                if carry:
-                    yield carry
+                    yield piece[:cut]
         except UnicodeDecodeError as error:
             raise DataError(
                 f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
             ) from None
+    if carry:
+        yield carry
 
 
 # ---- tokenizers -------------------------------------------------------------------------------

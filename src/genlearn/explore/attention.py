@@ -24,7 +24,9 @@ def token_labels(tokenizer, tokens: list[int]) -> list[str]:
     labels = []
     for token in tokens:
         text = tokenizer.decode([token])
-        labels.append("".join(VISIBLE.get(c, c) for c in text) or "·")
+        # control characters and half a multi-byte character have no glyph: show a mark
+        shown = (VISIBLE.get(c, c if c.isprintable() else "�") for c in text)
+        labels.append("".join(shown) or "·")
     return labels
 
 

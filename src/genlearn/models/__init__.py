@@ -104,6 +104,7 @@ GPT_TRAINING = {
     "grad_clip": 1.0,
     "max_steps": 2000,
     "eval_every_steps": 250,
+    "eval_every_epochs": 0,  # an "epoch" of random windows is nominal: validate by steps
     "log_every_steps": 25,
 }
 FAMILIES["gpt"] = Family(

@@ -458,8 +458,9 @@ def gpt2_state_dict(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     state, unknown = {}, []
     for name, value in tensors.items():
         key = name.removeprefix("transformer.")
-        if key.endswith(GPT2_IGNORED) or key == "lm_head.weight":  # masks; tied read-out
-            continue
+        parts = key.split(".", 2)
+        if (len(parts) == 3 and parts[2] in GPT2_IGNORED) or key == "lm_head.weight":
+            continue  # stored masks; the read-out tied to the embedding
         if key in GPT2_TOP_KEYS:
             state[GPT2_TOP_KEYS[key]] = value
             continue
