@@ -40,8 +40,8 @@ from torch import nn
 
 # genlearn's options: what makes it faster is its defaults, given here in full for the record
 GENLEARN_OPTIONS = [
-    "--context", "64", "--layers", "4", "--heads", "4", "--width", "128",
-    "--batch-size", "32", "--steps", "600", "--lr", "3e-3", "--eval-every", "0",
+    "--context", "64", "--layers", "3", "--heads", "4", "--width", "128",
+    "--batch-size", "16", "--steps", "900", "--lr", "5e-3", "--eval-every", "0",
 ]  # fmt: skip
 
 
