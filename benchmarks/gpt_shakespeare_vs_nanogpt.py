@@ -41,7 +41,7 @@ from torch import nn
 # genlearn's options: what makes it faster is its defaults, given here in full for the record
 GENLEARN_OPTIONS = [
     "--context", "64", "--layers", "3", "--heads", "4", "--width", "128",
-    "--batch-size", "16", "--steps", "900", "--lr", "5e-3", "--eval-every", "0",
+    "--batch-size", "16", "--steps", "1000", "--lr", "5e-3", "--eval-every", "0",
 ]  # fmt: skip
 
 
