@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from genlearn.errors import ConfigError
 from genlearn.report.figures import figure_style, save_figure
 
-MAX_TOKENS = 48  # beyond this the tick labels cannot be read
+MAX_TOKENS = 32  # beyond this the tick labels cannot be read
 VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥"}
 
 
@@ -43,9 +43,10 @@ def attention_figure(
     maps = model.attention_maps(torch.tensor([tokens], device=device))
     labels = token_labels(tokenizer, tokens)
     layers, heads = len(maps), maps[0].shape[1]
-    size = max(2.2, 0.14 * len(tokens))
+    size = max(2.4, 0.16 * len(tokens))
     with figure_style():
-        fig = Figure(figsize=(size * heads, size * layers))
+        # constrained layout keeps the title next to the maps (square axes leave slack)
+        fig = Figure(figsize=(size * heads, size * layers), layout="constrained")
         axes = fig.subplots(layers, heads, squeeze=False)
         for layer, weights in enumerate(maps):
             for head in range(heads):
@@ -60,7 +61,7 @@ def attention_figure(
 
 def _tick_labels(ax, labels: list[str], show_y: bool, show_x: bool) -> None:
     positions = range(len(labels))
-    font = 7 if len(labels) <= 24 else 5
+    font = 8 if len(labels) <= 24 else 7
     ax.set_xticks(list(positions), labels if show_x else [], fontsize=font, rotation=90)
     ax.set_yticks(list(positions), labels if show_y else [], fontsize=font)
     ax.tick_params(length=0)
