@@ -18,6 +18,8 @@ from genlearn.models.gpt import (
     gpt2_state_dict,
     load_gpt2,
     repetition_penalty,
+    rotary_angles,
+    rotate,
     top_k_filter,
     top_p_filter,
 )
@@ -28,6 +30,23 @@ TINY = dict(vocab_size=11, context=16, layers=2, heads=2, width=16)
 def tiny_gpt(positions: str = "learned", seed: int = 0, **options) -> GPT:
     torch.manual_seed(seed)
     return GPT(GPTConfig(**{**TINY, "positions": positions, **options})).double().eval()
+
+
+def test_rotary_attention_scores_depend_on_the_offset_only():
+    """<R(m) q, R(n) k> = <R(m - n) q, k> (Su et al. Eq. 16): rotations keep lengths and
+    the score of a query and a key reads only how far apart they are."""
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 1, 1, 1, 8, dtype=torch.float64).unbind(0)
+
+    def turned(x, position):
+        cos, sin = rotary_angles(torch.tensor([[position]]), 8)
+        return rotate(x, (cos.double(), sin.double()))
+
+    score = (turned(q, 7) * turned(k, 3)).sum()
+    assert torch.allclose(score, (turned(q, 4) * k).sum())
+    assert torch.allclose(score, (turned(q, 104) * turned(k, 100)).sum())
+    assert torch.allclose(turned(q, 5).norm(), q.norm())
+    assert not torch.allclose(score, (q * k).sum())  # it does turn
 
 
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
@@ -68,6 +87,24 @@ def test_cache_and_no_cache_generate_the_same_text_past_the_context():
     # within the context both read the same text; past it, the cache is refilled from the
     # last half-context and the uncached pass reads the last full context: they may differ
     assert torch.equal(with_cache[:14], without[:14])
+
+
+def test_the_cache_runs_each_new_token_once():
+    """n new tokens: n positions through the network with the cache, O(n^2) without."""
+    model = tiny_gpt()
+    lengths: list[int] = []
+    plain_logits = model.logits
+
+    def counting(tokens, *args, **kwargs):
+        lengths.append(tokens.shape[1])
+        return plain_logits(tokens, *args, **kwargs)
+
+    model.logits = counting
+    list(model.stream([[1, 2, 3]], 10, Sampler(temperature=0), use_cache=True))
+    assert lengths == [3] + [1] * 9
+    lengths.clear()
+    list(model.stream([[1, 2, 3]], 10, Sampler(temperature=0), use_cache=False))
+    assert lengths == list(range(3, 13))
 
 
 @pytest.mark.parametrize("positions", ["learned", "rotary"])

@@ -124,6 +124,10 @@ def test_stream_batch_stop_and_cache_agree(run_path, monkeypatch, capsys):
         monkeypatch, capsys, "generate", str(run_path), "-p", "Thou", "--stop", "\n", *greedy
     )
     assert stopped.strip() == "Thou art more lovely and more temperate:"
+    _, typed, _ = run_cli(  # a shell passes "\n" as backslash and n: read as a new line
+        monkeypatch, capsys, "generate", str(run_path), "-p", "Thou", "--stop", "\\n", *greedy
+    )
+    assert typed == stopped
     code, batch, _ = run_cli(
         monkeypatch, capsys, "generate", str(run_path), "-p", "Thou", "-p", "And", *greedy
     )

@@ -194,6 +194,18 @@ def test_loss_curves_of_an_autoencoder_have_one_panel(tmp_path):
         assert image.size[0] < 1.8 * image.size[1]
 
 
+def test_step_counted_runs_plot_validation_against_the_step():
+    from genlearn.report.figures import _series
+
+    rows = [
+        {"step": 25 * i, "epoch": i / 40, "split": "train", "loss": 3 - i / 10} for i in range(1, 9)
+    ]
+    rows += [{"step": 100, "epoch": 0.1, "split": "validation", "loss": 2.5}]
+    x, y = _series(rows, "validation", "loss", by_step=True)
+    assert x.tolist() == [100] and y.tolist() == [2.5]
+    assert _series(rows, "validation", "loss")[0].tolist() == [0.1]
+
+
 def test_smooth_leaves_short_series_alone_and_does_not_lag():
     assert smooth([1.0, 2.0]).tolist() == [1.0, 2.0]
     ramp = list(range(400))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -196,9 +197,9 @@ def train(
         int | None, typer.Option("--vocab-size", help="gpt with bpe: vocabulary size (4096).")
     ] = None,
     context: Annotated[
-        int | None, typer.Option("--context", help="gpt: tokens read at once (default 256).")
+        int | None, typer.Option("--context", help="gpt: tokens read at once (default 64).")
     ] = None,
-    layers: Annotated[int | None, typer.Option("--layers", help="gpt: blocks (default 4).")] = None,
+    layers: Annotated[int | None, typer.Option("--layers", help="gpt: blocks (default 3).")] = None,
     heads: Annotated[
         int | None, typer.Option("--heads", help="gpt: attention heads (default 4).")
     ] = None,
@@ -207,11 +208,11 @@ def train(
     ] = None,
     dropout: Annotated[float | None, typer.Option("--dropout", help="gpt: default 0.")] = None,
     positions: Annotated[
-        str | None, typer.Option("--positions", help="gpt: learned (default) or rotary.")
+        str | None, typer.Option("--positions", help="gpt: rotary (default) or learned (GPT-2's).")
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", help="Train this many steps (gpt default 2000; else epochs)."),
+        typer.Option("--steps", help="Train this many steps (gpt default 900; else epochs)."),
     ] = None,
     eval_every: Annotated[
         int | None,
@@ -437,7 +438,9 @@ def generate(
     run: RunPath,
     prompt: Annotated[
         list[str] | None,
-        typer.Option("--prompt", "-p", help="Text to continue; repeat for a batch of prompts."),
+        typer.Option(
+            "--prompt", "-p", help="Text to continue (\\n: a new line); repeat for a batch."
+        ),
     ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="New tokens per prompt.")] = 500,
     temperature: Annotated[
@@ -454,7 +457,8 @@ def generate(
         typer.Option("--repetition-penalty", help="Above 1: tokens already used are less likely."),
     ] = 1.0,
     stop: Annotated[
-        list[str] | None, typer.Option("--stop", help="End a text at this string (repeatable).")
+        list[str] | None,
+        typer.Option("--stop", help="End a text at this string, e.g. '\\n\\n' (repeatable)."),
     ] = None,
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the text as it is generated (one prompt).")
@@ -471,7 +475,8 @@ def generate(
     from genlearn.language import generate_text, load_language_model
     from genlearn.models.gpt import Sampler
 
-    prompts = prompt or ["\n"]
+    prompts = [_unescape(p) for p in prompt or ["\\n"]]
+    stop = [_unescape(s) for s in stop or []]
     if stream and len(prompts) > 1:
         raise ConfigError("--stream prints one text: give one --prompt, or drop --stream")
     model, tokenizer, _ = load_language_model(run, device)
@@ -500,6 +505,11 @@ def generate(
         if len(prompts) > 1:
             out.rule(f"prompt {index + 1}")
         out.print(given + text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _unescape(text: str) -> str:
+    """\\n, \\t and \\\\ typed in a shell argument as the characters they name."""
+    return re.sub(r"\\(n|t|\\)", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m[1]], text)
 
 
 @app.command("import-gpt2", no_args_is_help=True)

@@ -47,7 +47,9 @@ console = Console(stderr=True)
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENS_DIR = "tokens"
-EVALUATION_TOKENS = 1 << 18  # validation during training reads at most this many tokens
+EVALUATION_TOKENS = (
+    1 << 14
+)  # validation during training reads this many tokens at most; `evaluate` all
 FIGURE_PROMPTS = ("\n", "ROMEO:", "The ")
 
 

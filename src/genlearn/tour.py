@@ -50,7 +50,9 @@ TOUR_GAN_OPTIONS = dict(generator_width=32, critic_width=32)
 # diffusion learns slowly but steadily: half a minute on the 16 px digits (its snapshots and
 # figures with DDIM's few steps) shows the denoising at work
 TOUR_DIFFUSION_SECONDS = 30.0
-# a character model writes word-like, play-shaped text after half a minute
+# a character model writes word-like, play-shaped text after 400 steps (about 25 s here):
+# a step count, not only a time limit, so its learning rate decays to the end as it should
+TOUR_GPT_STEPS = 400
 TOUR_GPT_SECONDS = 30.0
 AUTOENCODER_OPTIONS = dict(latent_dim=2, conv_channels=TOUR_CHANNELS, train_config=TOUR_TRAINING)
 STEPS = [
@@ -144,9 +146,11 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
 
 
 def tour_gpt(runs_dir: Path, seed: int, device: str) -> Run:
-    """The family's default GPT for TOUR_GPT_SECONDS on Shakespeare, whole or excerpt."""
+    """The family's default GPT, TOUR_GPT_STEPS steps on Shakespeare, whole or excerpt."""
     here = find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",)) is not None
-    config = get_family("gpt").train_config(max_seconds=TOUR_GPT_SECONDS)
+    config = get_family("gpt").train_config(
+        max_steps=TOUR_GPT_STEPS, eval_every_steps=TOUR_GPT_STEPS // 2, max_seconds=TOUR_GPT_SECONDS
+    )
     return train_gpt(
         "shakespeare" if here else "shakespeare-excerpt",
         train_config=config,

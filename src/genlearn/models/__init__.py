@@ -96,13 +96,13 @@ FAMILIES.update(
 # Language models: AdamW with decoupled decay on the matrices, warm-up then cosine decay to a
 # tenth, gradients clipped at 1; counted in steps (an "epoch" of random windows is nominal)
 GPT_TRAINING = {
-    "lr": 2e-3,
-    "batch_size": 32,
+    "lr": 5e-3,
+    "batch_size": 16,
     "warmup_steps": 100,
     "lr_final_fraction": 0.1,
     "weight_decay": 0.1,
     "grad_clip": 1.0,
-    "max_steps": 2000,
+    "max_steps": 900,
     "eval_every_steps": 250,
     "eval_every_epochs": 0,  # an "epoch" of random windows is nominal: validate by steps
     "log_every_steps": 25,

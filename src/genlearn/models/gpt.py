@@ -38,12 +38,14 @@ from genlearn.errors import ConfigError
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
-    context: int = 256  # the longest text the model reads at once (tokens)
-    layers: int = 4
+    context: int = 64  # the longest text the model reads at once (tokens)
+    layers: int = 3
     heads: int = 4
     width: int = 128  # the embedding size; each head gets width / heads
     dropout: float = 0.0
-    positions: str = "learned"  # "learned" (GPT-2) or "rotary" (Su et al. 2021)
+    # "rotary" (Su et al. 2021) or "learned" (GPT-2); on tiny Shakespeare rotary reaches a
+    # validation loss 0.03 lower in the same steps (benchmarks/gpt_shakespeare_vs_nanogpt.py)
+    positions: str = "rotary"
     bias: bool = False  # biases in linear layers and norms (GPT-2 had them; they do not help)
     tie_weights: bool = True
     activation: str = "gelu"  # "gelu", or "gelu_tanh": GPT-2's tanh approximation
@@ -67,18 +69,25 @@ class GPTConfig:
 
 
 # ---- 1. positions ---------------------------------------------------------------------------
-def rotary_angles(positions: Tensor, head_size: int, base: float = 10000.0) -> Tensor:
-    """theta_{p,i} = p * base^(-2i/d) for each position p and pair i (Su et al. Eq. 15)."""
-    frequencies = base ** (-torch.arange(0, head_size, 2, device=positions.device) / head_size)
-    return positions.float()[..., None] * frequencies
+Rotary = tuple[Tensor, Tensor]  # cos and sin of each position's angles, (batch, 1, length, d)
 
 
-def rotate(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate each consecutive pair (x_2i, x_2i+1) of x (..., T, d) by its angle (..., T, d/2)."""
-    even, odd = x.float()[..., 0::2], x.float()[..., 1::2]
-    cos, sin = angles.cos(), angles.sin()
-    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+def rotary_angles(positions: Tensor, head_size: int, base: float = 10000.0) -> Rotary:
+    """cos and sin of theta_{p,i} = p * base^(-2i/d) (Su et al. Eq. 15) for each position p
+    (batch, length) and pair i, computed once per forward pass and shared by every layer.
+    Pair i is (x_i, x_{i+d/2}): the two halves of a head, as GPT-NeoX and LLaMA pair them."""
+    exponents = torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32)
+    angles = positions.float()[..., None] * base ** (-exponents / head_size)
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # both halves of a pair, one head axis
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: Tensor, rotary: Rotary) -> Tensor:
+    """Rotate each pair (x_i, x_{i+d/2}) of x (batch, heads, length, d) by its angle:
+    (a, b) -> (a cos - b sin, a sin + b cos) (Su et al. Eq. 34)."""
+    cos, sin = rotary
+    first, second = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat((-second, first), dim=-1) * sin.to(x.dtype)
 
 
 # ---- 2. the blocks --------------------------------------------------------------------------
@@ -103,7 +112,6 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.heads, self.head_size = config.heads, config.width // config.heads
-        self.rotary = config.positions == "rotary"
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=config.bias)
         self.out = nn.Linear(config.width, config.width, bias=config.bias)
         self.dropout = config.dropout
@@ -111,7 +119,7 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        positions: Tensor,
+        rotary: Rotary | None = None,
         mask: Tensor | None = None,
         cache: KeyValueCache | None = None,
     ) -> Tensor:
@@ -121,9 +129,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (
             t.view(batch, length, self.heads, self.head_size).transpose(1, 2) for t in (q, k, v)
         )
-        if self.rotary:
-            angles = rotary_angles(positions, self.head_size)[:, None]  # one angle set per row
-            q, k = rotate(q, angles), rotate(k, angles)
+        if rotary is not None:  # rotary positions turn queries and keys, not the values
+            q, k = rotate(q, rotary), rotate(k, rotary)
         if cache is not None:
             k, v = cache.append(k, v)
         # no mask given means plain causal attention over a fresh sequence
@@ -138,15 +145,14 @@ class CausalSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
     @torch.no_grad()
-    def weights(self, x: Tensor, positions: Tensor) -> Tensor:
+    def weights(self, x: Tensor, rotary: Rotary | None = None) -> Tensor:
         """The attention pattern softmax(QK^T / sqrt(d)) with the causal mask, (batch, heads,
         length, length): what the fused kernel computes but does not return."""
         batch, length, width = x.shape
         q, k, _ = self.qkv(x).split(width, dim=2)
         q, k = (t.view(batch, length, self.heads, self.head_size).transpose(1, 2) for t in (q, k))
-        if self.rotary:
-            angles = rotary_angles(positions, self.head_size)[:, None]
-            q, k = rotate(q, angles), rotate(k, angles)
+        if rotary is not None:
+            q, k = rotate(q, rotary), rotate(k, rotary)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
         return scores.masked_fill(~causal, float("-inf")).softmax(-1)
@@ -176,8 +182,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, positions, mask=None, cache=None) -> Tensor:
-        x = x + self.dropout(self.attention(self.norm_attention(x), positions, mask, cache))
+    def forward(self, x, rotary=None, mask=None, cache=None) -> Tensor:
+        x = x + self.dropout(self.attention(self.norm_attention(x), rotary, mask, cache))
         return x + self.dropout(self.mlp(self.norm_mlp(x)))
 
 
@@ -234,13 +240,18 @@ class GPT(nn.Module):
                     f"this model reads at most {self.config.context} tokens at once, got {length}"
                 )
             positions = torch.arange(length, device=tokens.device).expand(batch, length)
-        x = self.token_embedding(tokens)
-        if self.position_embedding is not None:
-            x = x + self.position_embedding(positions)
+        x, rotary = self._embed(tokens, positions)
         x = self.dropout(x)
         for index, block in enumerate(self.blocks):
-            x = block(x, positions, mask, None if caches is None else caches[index])
+            x = block(x, rotary, mask, None if caches is None else caches[index])
         return self.read_out(self.norm(x))
+
+    def _embed(self, tokens: Tensor, positions: Tensor) -> tuple[Tensor, Rotary | None]:
+        """Token vectors, with learned position vectors added, or rotary angles for attention."""
+        x = self.token_embedding(tokens)
+        if self.position_embedding is not None:
+            return x + self.position_embedding(positions), None
+        return x, rotary_angles(positions, self.config.width // self.config.heads)
 
     def forward(self, windows: Tensor, **_: object) -> dict[str, Tensor]:
         """The training loss on token windows (batch, context + 1): each position predicts
@@ -254,13 +265,11 @@ class GPT(nn.Module):
     def attention_maps(self, tokens: Tensor) -> list[Tensor]:
         """Each layer's attention weights (batch, heads, length, length) for `tokens`."""
         positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        x = self.token_embedding(tokens)
-        if self.position_embedding is not None:
-            x = x + self.position_embedding(positions)
+        x, rotary = self._embed(tokens, positions)
         maps = []
         for block in self.blocks:
-            maps.append(block.attention.weights(block.norm_attention(x), positions))
-            x = block(x, positions)
+            maps.append(block.attention.weights(block.norm_attention(x), rotary))
+            x = block(x, rotary)
         return maps
 
     def configure_optimizer(self, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -446,6 +455,7 @@ def gpt2_config(hf_config: dict) -> GPTConfig:
             layers=int(hf_config["n_layer"]),
             heads=int(hf_config["n_head"]),
             width=int(hf_config["n_embd"]),
+            positions="learned",
             bias=True,
             activation="gelu_tanh",
         )

@@ -373,9 +373,14 @@ def smooth(values: Sequence[float], window: int | None = None) -> np.ndarray:
     return (cumsum[hi] - cumsum[lo]) / (hi - lo)
 
 
-def _series(rows: list[dict], split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of `key` for rows of `split`; x is the epoch when logged, else the step."""
-    use_epoch = all("epoch" in r for r in rows if r.get("split") == split and key in r)
+def _series(
+    rows: list[dict], split: str, key: str, by_step: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of `key` for rows of `split`; x is the epoch when logged (unless `by_step`),
+    else the step."""
+    use_epoch = not by_step and all(
+        "epoch" in r for r in rows if r.get("split") == split and key in r
+    )
     xs, ys = [], []
     for r in rows:
         value = r.get(key)
@@ -396,8 +401,10 @@ def plot_loss_curves(
     caption: str | None = None,
     units: str | None = None,
     keys: Sequence[str] = ("loss", "recon", "kl"),
+    by_step: bool = False,
 ) -> Path:
-    """Plot train (raw, faint; smoothed, bold) and test curves of each logged key vs epoch.
+    """Plot train (raw, faint; smoothed, bold) and held-out (test or validation) curves of
+    each logged key against the epoch, or the step when `by_step` (runs counted in steps).
 
     One panel per key that has data ("recon"/"kl" are skipped when they are all zero, as
     for a plain autoencoder). The y range ignores the first few percent of training, whose
@@ -408,7 +415,7 @@ def plot_loss_curves(
     panels = [k for i, k in enumerate(panels) if i == 0 or not _same_as(rows, k, panels[0])]
     if not panels:
         panels = [keys[0]]
-    use_epoch = any("epoch" in r for r in rows)
+    use_epoch = not by_step and any("epoch" in r for r in rows)
     columns = min(3, len(panels))  # GANs log many curves: wrap them onto rows of three
     grid_rows = math.ceil(len(panels) / columns)
     with figure_style():
@@ -418,7 +425,7 @@ def plot_loss_curves(
             ax.set_visible(False)
         axes = axes[: len(panels)]
         for i, (ax, key) in enumerate(zip(axes, panels, strict=True)):
-            _plot_panel(ax, rows, key, units, legend=(i == 0))
+            _plot_panel(ax, rows, key, units, legend=(i == 0), by_step=by_step)
             ax.set_xlabel("epoch" if use_epoch else "step")
         if not rows:
             axes[0].text(
@@ -460,9 +467,12 @@ def _same_as(rows: list[dict], key: str, other: str) -> bool:
     return bool(pairs) and all(a == b for a, b in pairs)
 
 
-def _plot_panel(ax, rows: list[dict], key: str, units: str | None, legend: bool) -> None:
-    x_tr, y_tr = _series(rows, "train", key)
-    x_te, y_te = _series(rows, "test", key)
+def _plot_panel(
+    ax, rows: list[dict], key: str, units: str | None, legend: bool, by_step: bool = False
+) -> None:
+    x_tr, y_tr = _series(rows, "train", key, by_step)
+    held_out = "validation" if any(r.get("split") == "validation" for r in rows) else "test"
+    x_te, y_te = _series(rows, held_out, key, by_step)
     visible = []
     if len(y_tr):
         trend = smooth(y_tr)
@@ -470,7 +480,7 @@ def _plot_panel(ax, rows: list[dict], key: str, units: str | None, legend: bool)
         ax.plot(x_tr, trend, color="#1f77b4", lw=2.0, label="train (smoothed)")
         visible.append(trend[len(trend) // 20 :])
     if len(y_te):
-        ax.plot(x_te, y_te, color="#d62728", lw=1.8, marker="o", ms=4, label="test")
+        ax.plot(x_te, y_te, color="#d62728", lw=1.8, marker="o", ms=4, label=held_out)
         visible.append(y_te)
     if visible:
         _robust_ylim(ax, np.concatenate(visible), y_tr)

@@ -254,6 +254,12 @@ def ensure_loss_curves(run: Run) -> Path | None:
         "test (dots, at each evaluation)"
     )
     keys: tuple[str, ...] = ("loss", "recon", "kl")
+    if run.family == "gpt":  # counted in steps; an "epoch" of random windows is nominal
+        units = "nats per token"
+        caption = (
+            "Loss during training: next-token cross-entropy on training windows (faint: "
+            "every logged step; bold: smoothed) and on the validation text (dots)"
+        )
     if run.family == "vae":
         caption += "; the loss is the negative ELBO = reconstruction term + KL term."
     if run.family in GAN_FAMILIES:
@@ -268,6 +274,7 @@ def ensure_loss_curves(run: Run) -> Path | None:
         caption=caption + ("" if caption.endswith(".") else "."),
         units=units,
         keys=keys,
+        by_step=run.family == "gpt",
     )
 
 
