@@ -252,3 +252,18 @@ def test_gradient_accumulation_takes_the_same_steps(tmp_path):
         one.unwrapped_model.parameters(), four.unwrapped_model.parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_runs_counted_in_steps_log_whole_windows_across_nominal_epochs(tmp_path):
+    """A short corpus makes many nominal epochs; logging windows still span log_every steps,
+    and each evaluation leaves a checkpoint to resume from."""
+    tokens = (np.arange(200) * 7 % 20).astype(np.uint16)
+    batches = TokenWindows(tokens, batch_size=8, context=8, seed=0)
+    assert batches.steps_per_epoch < 4
+    run = Run.create(tmp_path, "gpt", "toy")
+    trainer = tiny_trainer(run, checkpoint_every_steps=0, eval_every_steps=6, eval_every_epochs=0)
+    trainer.train_on(batches, evaluate=lambda: {"loss": 1.0}, split="validation")
+    log = run.read_log()
+    assert [r["step"] for r in log if r["split"] == "train"] == [4, 6, 8, 12]
+    assert [r["step"] for r in log if r["split"] == "validation"] == [6, 12]
+    assert run.checkpoint_path.is_file() and run.best_weights_path.is_file()

@@ -109,3 +109,18 @@ def test_windows_are_a_function_of_the_step():
     assert not torch.equal(windows(6)[0], first)
     with pytest.raises(DataError, match="fewer than one window"):
         TokenWindows(tokens[:5], 2, 8, 0)(0)
+
+
+def test_text_corpora_are_listed_and_image_verbs_point_to_gpt(monkeypatch, tmp_path):
+    from genlearn.data import get_dataset
+    from genlearn.data.text import text_corpora
+
+    monkeypatch.setenv("GENLEARN_DATA", str(tmp_path))
+    monkeypatch.setenv("GENLEARN_CACHE", str(tmp_path / "cache"))
+    names = {name: status for name, status, _ in text_corpora()}
+    assert names["shakespeare"].startswith("downloadable") and "text:PATH" in names
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "tinyshakespeare.txt").write_text("First Citizen:\n")
+    assert text_corpora()[0][1].startswith("found")
+    with pytest.raises(DataError, match="genlearn train gpt --data shakespeare"):
+        get_dataset("shakespeare")

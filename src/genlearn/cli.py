@@ -59,12 +59,15 @@ def _global(
 def datasets() -> None:
     """List every dataset: which are embedded, which are found locally, which can be downloaded."""
     from genlearn.data import list_datasets
+    from genlearn.data.text import text_corpora
 
     table = Table(title="genlearn datasets")
     for column in ("name", "kind", "status", "description"):
         table.add_column(column)
     for entry in list_datasets():
         table.add_row(entry.name, entry.kind, entry.status, entry.description)
+    for name, status, description in text_corpora():
+        table.add_row(name, "text", status, description)
     out.print(table)
     out.print("Real data is looked for in $GENLEARN_DATA, then the cache, then downloaded.")
 

@@ -47,9 +47,9 @@ console = Console(stderr=True)
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENS_DIR = "tokens"
-EVALUATION_TOKENS = (
-    1 << 14
-)  # validation during training reads this many tokens at most; `evaluate` all
+# validation during training reads this many tokens at most (as nanoGPT's 20 batches do);
+# `genlearn evaluate` reads the whole validation split
+EVALUATION_TOKENS = 1 << 14
 FIGURE_PROMPTS = ("\n", "ROMEO:", "The ")
 
 

@@ -199,6 +199,10 @@ def _lookup(name: str) -> tuple[DatasetSpec, str]:
     if key not in REGISTRY:
         known = ", ".join(spec.display_name for spec in REGISTRY.values())
         hint = f"; for a folder of images use --data folder:{name}" if "/" in name else ""
+        if key in ("shakespeare", "shakespeare-excerpt", "text"):
+            raise DataError(
+                f"{name!r} is text: train a GPT on it, genlearn train gpt --data {name}"
+            )
         raise DataError(f"unknown dataset {name!r}: choose one of {known}{hint}")
     return REGISTRY[key], argument.strip()
 

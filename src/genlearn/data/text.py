@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlearn.data.files import resolve_file
+from genlearn.data.files import find_local, resolve_file
 from genlearn.errors import ConfigError, DataError
 
 SHAKESPEARE_URL = (
@@ -38,6 +38,20 @@ VALIDATION_FRACTION = 0.1
 
 
 # ---- corpora ----------------------------------------------------------------------------------
+def text_corpora() -> list[tuple[str, str, str]]:
+    """(name, status, description) of each corpus a GPT trains on, for `genlearn datasets`."""
+    here = find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",))
+    return [
+        (
+            "shakespeare",
+            f"found: {here}" if here else "downloadable (1.1 MB)",
+            "tiny Shakespeare: 1.1 MB of the plays, for gpt (characters)",
+        ),
+        ("shakespeare-excerpt", "embedded", "its first 100 kB, built in"),
+        ("text:PATH", "your file", "any UTF-8 text file or folder of them, for gpt"),
+    ]
+
+
 def corpus_files(name: str) -> list[Path]:
     """The files of a corpus: `shakespeare`, `shakespeare-excerpt` (embedded), or
     `text:PATH` (a file or a folder)."""

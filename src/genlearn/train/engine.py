@@ -346,7 +346,7 @@ class Trainer:
         try:
             with progress, StopOnInterrupt(enabled=world == 1) as stop:
                 while self.step < total_steps and not stop.requested and not self._out_of_time:
-                    epoch_end = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
+                    epoch_end = self._stretch_end(total_steps)
                     end = min(epoch_end, total_steps)
                     self._train_until(batches, end, total_steps, progress, task, on_step, stop)
                     if stop.requested or self._out_of_time:
@@ -405,7 +405,7 @@ class Trainer:
         # the losses are summed on the device: reading them (a sync) happens only when logging
         sums: dict[str, torch.Tensor] = {}
         count, window_start, window_images = 0, time.perf_counter(), 0
-        epoch_last = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        epoch_last = self._stretch_end(total_steps)
         while self.step < end:
             lr = learning_rate(self.config, self.step, total_steps)
             for optimizer in self.optimizers.values():
@@ -424,6 +424,8 @@ class Trainer:
             evaluate_now = bool(self.config.eval_every_steps) and (
                 self.step % self.config.eval_every_steps == 0 and self.step < total_steps
             )
+            # a run without epoch ends keeps a checkpoint at each evaluation instead
+            checkpoint_now |= evaluate_now and self._counted_in_steps
             # windows end at multiples of log_every_steps, so a resumed run logs the same steps
             end_of_window = self.step % self.config.log_every_steps == 0 or self.step in (
                 end,
@@ -624,6 +626,19 @@ class Trainer:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self._tensorboard.add_scalar(f"{split}/{key}", value, self.step)
+
+    @property
+    def _counted_in_steps(self) -> bool:
+        """A run of max_steps with no epoch evaluations: a language model's, whose "epoch"
+        of random windows is nominal."""
+        return bool(self.config.max_steps) and not self.config.eval_every_epochs
+
+    def _stretch_end(self, total_steps: int) -> int:
+        """Where the stretch of training in progress ends: the epoch's end, or the run's for
+        runs counted in steps (a nominal epoch end would only cut a logging window short)."""
+        if self._counted_in_steps:
+            return total_steps
+        return (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
 
     def _should_evaluate(self, epoch_done: int) -> bool:
         every = self.config.eval_every_epochs
