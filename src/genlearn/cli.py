@@ -287,9 +287,9 @@ def train(
         grad_accumulation=grad_accumulation,
     )
     if model == "gpt":
-        from genlearn.language import train_gpt
-
         language_options = dict(
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
             context=context,
             layers=layers,
             heads=heads,
@@ -297,10 +297,9 @@ def train(
             dropout=dropout,
             positions=positions,
         )
-        run = train_gpt(
-            data or "shakespeare",
-            tokenizer=tokenizer,
-            vocab_size=vocab_size,
+        run = train_model(
+            "gpt",
+            data,
             train_config=config,
             seed=seed,
             device=device,
