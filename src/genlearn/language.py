@@ -137,9 +137,10 @@ def train_gpt(
     if figures and trainer.accelerator.is_main_process:
         model = trainer.unwrapped_model.eval()
         language_figures(run, model, text_tokenizer, seed=seed)
-        path = write_report(run.path)
+        # the whole validation split, so the report shows perplexity and bits per character
+        evaluate_language_model(run.path, str(trainer.device))
         if show_progress:
-            console.print(f"report: {path}")
+            console.print(f"report: {run.path / 'report.html'}")
     return run
 
 
@@ -285,7 +286,7 @@ def generation_speed(model: GPT, prompt: list[int], tokens: int, use_cache: bool
 
 
 # ---- evaluation -------------------------------------------------------------------------------
-def evaluate_language_model(path: str | Path, device: str = "auto") -> dict[str, float]:
+def evaluate_language_model(path: str | Path, device: str = "auto") -> dict[str, float | int]:
     """Validation loss (nats per token) over the whole validation split, perplexity, and bits
     per character (the loss in bits, spread over the characters the tokens spell)."""
     model, tokenizer, run = load_language_model(path, device)
@@ -299,9 +300,9 @@ def evaluate_language_model(path: str | Path, device: str = "auto") -> dict[str,
         "perplexity": math.exp(loss),
         "bits_per_token": loss / math.log(2),
         "bits_per_character": loss * predicted / characters / math.log(2),
-        "validation_tokens": float(predicted),
+        "validation_tokens": predicted,
     }
-    run.write_evaluation({"language": results})
+    run.write_evaluation(results)
     write_report(run.path)
     return results
 

@@ -167,6 +167,12 @@ KNOWN_METRICS: dict[str, MetricInfo] = {
     "iwae_nll_nats": MetricInfo("Negative log-likelihood, IWAE bound", LOWER),
     "iwae_k": MetricInfo("IWAE importance samples k", unit="samples/image"),
     "bits_per_dim": MetricInfo("Bits per dimension", LOWER),
+    # a language model's (`genlearn evaluate` on a gpt run: the whole validation split)
+    "validation_loss": MetricInfo("Validation loss, next-token cross-entropy", LOWER, "nats/token"),
+    "perplexity": MetricInfo("Validation perplexity, exp(loss)", LOWER, ""),
+    "bits_per_token": MetricInfo("Validation bits per token", LOWER, "bits/token"),
+    "bits_per_character": MetricInfo("Validation bits per character", LOWER, "bits/character"),
+    "validation_tokens": MetricInfo("Validation tokens predicted", unit="tokens"),
 }
 # metric-name suffix -> unit; the first match wins
 UNIT_SUFFIXES: list[tuple[tuple[str, ...], str]] = [
@@ -576,17 +582,21 @@ def _training_length(
     if rows:
         last = rows[-1]
         text = "Trained for"
-        if _is_number(last.get("epoch")):
+        if train.get("max_steps") and not train.get("eval_every_epochs"):
+            # counted in steps (a language model's): its "epochs" are passes over the tokens
+            text += f" {format_value(int(last.get('step', 0)))} steps"
+        elif _is_number(last.get("epoch")):
             epoch = float(last["epoch"])  # whole epochs read as such: "120", not "120.00"
             text += f" {int(epoch) if epoch.is_integer() else format_value(epoch)} epochs"
-        if _is_number(last.get("step")):
+        if _is_number(last.get("step")) and not text.endswith("steps"):
             text += f" ({format_value(int(last['step']))} steps)"
         limit, spent = train.get("max_seconds"), last.get("train_seconds")
         if _is_number(limit) and limit > 0 and _is_number(spent) and spent >= limit:
             text += f", when its time limit of {format_value(limit)} s ran out"
-        tests = [r for r in rows if r.get("split") == "test" and _is_number(r.get("loss"))]
+        held_out = "validation" if any(r.get("split") == "validation" for r in rows) else "test"
+        tests = [r for r in rows if r.get("split") == held_out and _is_number(r.get("loss"))]
         if tests and with_loss:
-            text += f"; last test loss {format_value(float(tests[-1]['loss']))}"
+            text += f"; last {held_out} loss {format_value(float(tests[-1]['loss']))}"
         return text + "." if text != "Trained for" else ""
     for key in ("epochs", "steps", "max_steps"):
         if _is_number(train.get(key)):

@@ -354,7 +354,10 @@ class Trainer:
                     epoch_done = self.step // self.steps_per_epoch
                     finished = self.step == total_steps
                     if self.step == epoch_end and self._should_evaluate(epoch_done) or finished:
-                        self._run_evaluation(f"epoch {epoch_done}")
+                        when = (
+                            f"step {self.step}" if self._counted_in_steps else f"epoch {epoch_done}"
+                        )
+                        self._run_evaluation(when)
                     self.save_checkpoint()
         finally:
             if self._tensorboard is not None:
