@@ -115,6 +115,7 @@ def generator_figures(model: nn.Module, figures_dir: Path, seed: int = 0) -> lis
 # ---- during training: a fixed batch of z, every N steps ---------------------------------------
 PROGRESS_DIR = "progress"
 SNAPSHOTS_PER_RUN = 40  # fixed-z grids a generator's training leaves (the training GIF's frames)
+SNAPSHOT_SHARE = 5  # a time-limited run's snapshots are spaced at least 5x their cost apart
 COLLAPSE_RATIO = 0.25  # a fixed batch this much less diverse than real images has collapsed
 
 
@@ -147,6 +148,7 @@ class TrainingSnapshots:
         self.every = every
         self.every_seconds = every_seconds
         self.last_time: float | None = None
+        self.last_cost = 0.0  # seconds the last snapshot took
         self.seed = seed  # the same z's at every snapshot, also after a resume
         self.real_diversity = diversity(real_images[:64])
         self.snapshots_taken = 0
@@ -157,7 +159,10 @@ class TrainingSnapshots:
         if self.every_seconds is None:
             return step % self.every == 0
         now = time.perf_counter()
-        if self.last_time is not None and now - self.last_time < self.every_seconds:
+        # snapshots take at most 1/SNAPSHOT_SHARE of a time-limited run's time: a model whose
+        # snapshots are slow (diffusion samples in several passes) gets fewer, not less training
+        gap = max(self.every_seconds, SNAPSHOT_SHARE * self.last_cost)
+        if self.last_time is not None and now - self.last_time < gap:
             return False
         self.last_time = now
         return True
@@ -177,6 +182,8 @@ class TrainingSnapshots:
         spread = diversity(images)
         caption = f"step {step}: diversity {spread:.3f} (real images {self.real_diversity:.3f})"
         save_image_grid(images, self.folder / f"step-{step:07d}.png", nrow=8, caption=caption)
+        if self.every_seconds is not None and self.last_time is not None:
+            self.last_cost = time.perf_counter() - self.last_time
         self._check_collapse(step, spread, warn)
 
     def _check_collapse(self, step: int, spread: float, warn) -> None:
