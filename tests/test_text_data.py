@@ -124,3 +124,18 @@ def test_text_corpora_are_listed_and_image_verbs_point_to_gpt(monkeypatch, tmp_p
     assert text_corpora()[0][1].startswith("found")
     with pytest.raises(DataError, match="genlearn train gpt --data shakespeare"):
         get_dataset("shakespeare")
+
+
+def test_an_empty_corpus_and_a_damaged_token_file_are_refused(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match="has no text"):
+        train_tokenizer("char", read_chunks([empty]))
+    tokenizer = CharTokenizer.train(iter(["abcdefgh" * 50]))
+    counts = write_tokens(tokenizer, iter(["abcdefgh" * 50]), tmp_path / "tokens")
+    assert len(TokenArrays.open(tmp_path / "tokens", 8, counts).validation) == 40
+    (tmp_path / "tokens" / "validation.bin").write_bytes(b"\x00" * 10)  # 5 two-byte tokens
+    with pytest.raises(DataError, match=r"holds 5 tokens, not the 40 written"):
+        TokenArrays.open(tmp_path / "tokens", 8, counts)
+    with pytest.raises(DataError, match="saved.json is not a genlearn tokenizer"):
+        tokenizer_from_json("{", "saved.json")

@@ -104,11 +104,15 @@ def train_gpt(
         run = create_shared_run(runs_dir, "gpt", data.split(":")[0], device)
         if PartialState().is_main_process:
             write_text_atomic(run.path / TOKENIZER_FILE, text_tokenizer.to_json())
-            counts = write_tokens(text_tokenizer, read_chunks(files), run.path / TOKENS_DIR)
+            counts = write_tokens(
+                text_tokenizer, read_chunks(files), run.path / TOKENS_DIR, show=show_progress
+            )
             config["data"]["tokens"] = counts
             run.write_config(config)
         PartialState().wait_for_everyone()
-    arrays = TokenArrays.open(run.path / TOKENS_DIR, model.config.vocab_size)
+    arrays = TokenArrays.open(
+        run.path / TOKENS_DIR, model.config.vocab_size, config["data"].get("tokens")
+    )
     trainer = Trainer(
         model, run, train_config, seed=seed, device=device, show_progress=show_progress
     )
@@ -187,7 +191,7 @@ def load_tokenizer(run: Run) -> Tokenizer:
     path = run.path / TOKENIZER_FILE
     if not path.is_file():
         raise RunError(f"{run.path} has no {TOKENIZER_FILE}: it is not a gpt run")
-    return tokenizer_from_json(path.read_text(encoding="utf-8"))
+    return tokenizer_from_json(path.read_text(encoding="utf-8"), str(path))
 
 
 def load_language_model(path: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer, Run]:
@@ -290,7 +294,10 @@ def evaluate_language_model(path: str | Path, device: str = "auto") -> dict[str,
     """Validation loss (nats per token) over the whole validation split, perplexity, and bits
     per character (the loss in bits, spread over the characters the tokens spell)."""
     model, tokenizer, run = load_language_model(path, device)
-    arrays = TokenArrays.open(run.path / TOKENS_DIR, model.config.vocab_size)
+    data = run.config.get("data", {})
+    if str(data.get("name", "")).startswith("gpt2:"):
+        raise ConfigError("an imported GPT-2 has no validation text here: evaluate trained runs")
+    arrays = TokenArrays.open(run.path / TOKENS_DIR, model.config.vocab_size, data.get("tokens"))
     tokens = arrays.validation
     loss = validation_loss(model, tokens, model.config.context, limit=len(tokens))
     characters = len(tokenizer.decode(tokens[1:].astype(np.int64).tolist()))

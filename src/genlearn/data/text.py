@@ -194,15 +194,20 @@ Tokenizer = CharTokenizer | BPETokenizer
 
 
 def train_tokenizer(kind: str, chunks: Iterator[str], vocab_size: int | None = None) -> Tokenizer:
+    if kind not in ("char", "bpe"):
+        raise ConfigError(f"tokenizer must be 'char' or 'bpe', got {kind!r}")
     if kind == "char":
-        return CharTokenizer.train(chunks)
-    if kind == "bpe":
-        return BPETokenizer.train(chunks, vocab_size or 4096)
-    raise ConfigError(f"tokenizer must be 'char' or 'bpe', got {kind!r}")
+        tokenizer: Tokenizer = CharTokenizer.train(chunks)
+    else:
+        tokenizer = BPETokenizer.train(chunks, vocab_size or 4096)
+    if tokenizer.vocab_size == 0:
+        raise DataError("the corpus has no text: give a file (or folder) with some")
+    return tokenizer
 
 
-def tokenizer_from_json(text: str) -> Tokenizer:
-    """A tokenizer saved by `to_json` (plain JSON: nothing is executed or unpickled)."""
+def tokenizer_from_json(text: str, source: str = "the text") -> Tokenizer:
+    """A tokenizer saved by `to_json` (plain JSON: nothing is executed or unpickled);
+    `source` names the file in errors."""
     try:
         saved = json.loads(text)
         if saved["kind"] == "char":
@@ -211,8 +216,10 @@ def tokenizer_from_json(text: str) -> Tokenizer:
             from tokenizers import Tokenizer as HFTokenizer
 
             return BPETokenizer(HFTokenizer.from_str(json.dumps(saved["tokenizer"])))
-    except (ValueError, KeyError, TypeError, Exception) as error:
-        raise DataError(f"not a genlearn tokenizer file: {error}") from None
+    except Exception as error:  # json, a missing key, or the tokenizers library refusing it
+        raise DataError(
+            f"{source} is not a genlearn tokenizer file ({error}): train the run again"
+        ) from None
     raise DataError(f"unknown tokenizer kind {saved['kind']!r}")
 
 
@@ -221,18 +228,26 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def write_tokens(tokenizer: Tokenizer, chunks: Iterator[str], folder: Path) -> dict[str, int]:
+def write_tokens(
+    tokenizer: Tokenizer, chunks: Iterator[str], folder: Path, show: bool = False
+) -> dict[str, int]:
     """Encode the corpus into `folder/train.bin` and `folder/validation.bin` (first 90% and
-    last 10% of the tokens). Returns the token counts."""
+    last 10% of the tokens), with a progress bar when `show`. Returns the token counts."""
+    from genlearn.data.progress import progress_bar
+
     folder.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
     everything = folder / "all.bin.part"
     count = 0
-    with everything.open("wb") as out:
+    with (
+        everything.open("wb") as out,
+        progress_bar("encoding the text", None, show=show, unit="characters") as advance,
+    ):
         for chunk in chunks:
             tokens = np.asarray(tokenizer.encode(chunk), dtype=dtype)
             tokens.tofile(out)
             count += len(tokens)
+            advance(len(chunk))
     split = int(count * (1 - VALIDATION_FRACTION))
     if split < 2 or count - split < 2:
         everything.unlink()
@@ -256,17 +271,27 @@ class TokenArrays:
     validation: np.ndarray
 
     @classmethod
-    def open(cls, folder: Path, vocab_size: int) -> TokenArrays:
+    def open(
+        cls, folder: Path, vocab_size: int, expected: dict[str, int] | None = None
+    ) -> TokenArrays:
+        """The token files of `folder`; with `expected` (the counts `write_tokens` returned),
+        a truncated or replaced file is refused instead of read."""
         dtype = token_dtype(vocab_size)
         try:
-            return cls(
-                *(
-                    np.memmap(folder / f"{n}.bin", dtype=dtype, mode="r")
-                    for n in ("train", "validation")
-                )
-            )
+            arrays = {
+                n: np.memmap(folder / f"{n}.bin", dtype=dtype, mode="r")
+                for n in ("train", "validation")
+            }
         except FileNotFoundError as error:
             raise DataError(f"token file missing: {error.filename}") from None
+        for name, count in (expected or {}).items():
+            if name in arrays and len(arrays[name]) != count:
+                raise DataError(
+                    f"{folder / name}.bin holds {len(arrays[name])} tokens, not the {count} "
+                    f"written: it is damaged; delete {folder} and run genlearn train --resume "
+                    "on the run to encode the text again"
+                )
+        return cls(arrays["train"], arrays["validation"])
 
 
 def random_windows(

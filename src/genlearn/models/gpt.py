@@ -460,7 +460,10 @@ def gpt2_config(hf_config: dict) -> GPTConfig:
             activation="gelu_tanh",
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"not a GPT-2 config.json: {error!r} is missing or wrong") from None
+        raise ConfigError(
+            f"not a GPT-2 config.json: {error!s} is missing or not a number (n_layer, n_head, "
+            "n_embd, vocab_size and n_positions are needed)"
+        ) from None
 
 
 def gpt2_state_dict(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
