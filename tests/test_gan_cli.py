@@ -197,31 +197,28 @@ def test_a_generator_that_never_spreads_out_is_reported(tmp_path):
     assert len(warnings) == 1 and "not become diverse" in warnings[0]
 
 
-def test_time_limited_snapshots_are_spaced_in_time(tmp_path, monkeypatch):
+def _snapshots_taken(tmp_path, monkeypatch, clock: list[float]) -> list[str]:
+    """Five steps of a time-limited run (a snapshot every second at least) on a fake clock."""
     from genlearn.explore import generator as module
 
-    # each step reads the clock once; a snapshot taken reads it again when done (its cost)
-    clock = iter([0.0, 0.1, 0.4, 1.1, 1.2, 1.5, 2.3, 2.4])
-    monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
+    ticks = iter(clock)
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(ticks))
     real = torch.rand(64, 1, 8, 8)
     snapshots = module.TrainingSnapshots(tmp_path, real, every=10**9, every_seconds=1.0)
     for step in range(1, 6):
         snapshots(_ScriptedGenerator(), step, lambda message: None)
-    taken = sorted(path.name for path in (tmp_path / module.PROGRESS_DIR).glob("*.png"))
+    return sorted(path.name for path in (tmp_path / module.PROGRESS_DIR).glob("*.png"))
+
+
+def test_time_limited_snapshots_are_spaced_in_time(tmp_path, monkeypatch):
+    # each step reads the clock once; a snapshot taken reads it again when done (its cost)
+    taken = _snapshots_taken(tmp_path, monkeypatch, [0.0, 0.1, 0.4, 1.1, 1.2, 1.5, 2.3, 2.4])
     assert taken == ["step-0000001.png", "step-0000003.png", "step-0000005.png"]
 
 
 def test_slow_snapshots_are_spaced_to_a_fifth_of_the_time(tmp_path, monkeypatch):
-    from genlearn.explore import generator as module
-
     # the first snapshot takes 0.5 s: the next is due 2.5 s after it started, not 1 s
-    clock = iter([0.0, 0.5, 1.1, 2.0, 2.6, 3.1, 3.2])
-    monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
-    real = torch.rand(64, 1, 8, 8)
-    snapshots = module.TrainingSnapshots(tmp_path, real, every=10**9, every_seconds=1.0)
-    for step in range(1, 6):
-        snapshots(_ScriptedGenerator(), step, lambda message: None)
-    taken = sorted(path.name for path in (tmp_path / module.PROGRESS_DIR).glob("*.png"))
+    taken = _snapshots_taken(tmp_path, monkeypatch, [0.0, 0.5, 1.1, 2.0, 2.6, 3.1, 3.2])
     assert taken == ["step-0000001.png", "step-0000004.png"]
 
 

@@ -21,8 +21,7 @@ from rich.console import Console
 
 from genlearn.art.pipelines import bundled_picture, dream_pipeline, style_pipeline
 from genlearn.art.style_transfer import StyleConfig
-from genlearn.data.files import find_local
-from genlearn.data.text import SHAKESPEARE_FILES
+from genlearn.data.text import local_shakespeare
 from genlearn.errors import WeightsError
 from genlearn.language import train_gpt
 from genlearn.models import get_family
@@ -148,7 +147,7 @@ def run_tour(runs_dir: Path = Path("runs"), seed: int = 0, device: str = "auto")
 
 def tour_gpt(runs_dir: Path, seed: int, device: str) -> Run:
     """The family's default GPT, TOUR_GPT_STEPS steps on Shakespeare, whole or excerpt."""
-    here = find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",)) is not None
+    here = local_shakespeare() is not None
     config = get_family("gpt").train_config(
         max_steps=TOUR_GPT_STEPS, eval_every_steps=TOUR_GPT_STEPS // 2, max_seconds=TOUR_GPT_SECONDS
     )

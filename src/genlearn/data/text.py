@@ -38,9 +38,14 @@ VALIDATION_FRACTION = 0.1
 
 
 # ---- corpora ----------------------------------------------------------------------------------
+def local_shakespeare() -> Path | None:
+    """Tiny Shakespeare's file when it is here ($GENLEARN_DATA or the cache), else None."""
+    return find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",))
+
+
 def text_corpora() -> list[tuple[str, str, str]]:
     """(name, status, description) of each corpus a GPT trains on, for `genlearn datasets`."""
-    here = find_local("shakespeare", SHAKESPEARE_FILES, aliases=("text",))
+    here = local_shakespeare()
     return [
         (
             "shakespeare",
